@@ -1,0 +1,26 @@
+"""AIMS: Any Image Modality Segmentation.
+
+Turns public non-RGB segmentation datasets into one promptable-segmentation benchmark
+(one Hugging Face dataset config per modality), scores predictions on it, and runs the
+SimCMF baselines. The heavy parts (converters, baselines) import lazily so that
+``import aims`` stays cheap and torch-free.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "load_dataset", "modality_tensor"]
+
+
+def __getattr__(name: str):
+    # Lazy re-exports: importing `datasets` costs ~1 s, which a CLI `--help` should not pay.
+    if name == "load_dataset":
+        from aims.loader import load_dataset
+
+        return load_dataset
+    if name == "modality_tensor":
+        from aims.modalities import modality_tensor
+
+        return modality_tensor
+    raise AttributeError(f"module 'aims' has no attribute {name!r}")

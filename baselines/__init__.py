@@ -1,0 +1,1 @@
+"""SimCMF baselines on Segment Anything (installed with the ``[baselines]`` extra)."""

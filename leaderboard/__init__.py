@@ -1,0 +1,1 @@
+"""Results files, the paper's reference numbers, and the leaderboard builder."""
