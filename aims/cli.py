@@ -33,7 +33,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, is_flag=True,
                                                     help="Print the version and exit.")] = None,
 ) -> None:
     """AIMS command line."""
@@ -113,11 +113,13 @@ def _check_loads(dataset_dir: Path, configs: list[str]) -> None:
     """Load every config back with the real `datasets` library, as a user would."""
     import datasets
 
+    from aims.loader import load_dataset
+
     datasets.disable_progress_bars()
     for config in configs:
-        ds = datasets.load_dataset(str(dataset_dir), config)
+        ds = load_dataset(config, data_dir=dataset_dir)
         sizes = ", ".join(f"{split} {len(part)}" for split, part in ds.items())
-        typer.echo(f"  datasets.load_dataset(..., {config!r}) → {sizes} rows")
+        typer.echo(f"  load_dataset({config!r}) → {sizes} rows")
 
 
 def main() -> None:

@@ -185,12 +185,12 @@ class LabeledMat:
         counts = set()
         for key, (dtype, shape) in _REQUIRED_KEYS.items():
             if key not in self._file:
+                found = ", ".join(sorted(self._file.keys())) or "nothing"
                 self.close()
                 raise SourceFormatError(
-                    f"{self.path} has no '{key}' dataset (found: "
-                    f"{', '.join(sorted(self._file.keys())) if self._file else 'nothing'}). "
-                    "Expected NYUv2's nyu_depth_v2_labeled.mat with keys images, depths "
-                    "and labels; the file is not the labeled release.",
+                    f"{self.path} has no '{key}' dataset (found: {found}). Expected NYUv2's "
+                    "nyu_depth_v2_labeled.mat with keys images, depths and labels; the file "
+                    "is not the labeled release.",
                     path=self.path,
                 )
             ds = self._file[key]
@@ -296,9 +296,10 @@ class NYUv2(SourceConverter):
     info = SourceInfo(
         name="NYU Depth Dataset V2 (labeled subset)",
         homepage="https://cs.nyu.edu/~fergus/datasets/nyu_depth_v2.html",
-        license="unknown (NYU Depth V2 is distributed for research use without a stated licence)",
+        license="unknown",
         citation=CITATION,
         notes=(
+            "NYU Depth V2 is distributed for research use without a stated licence.",
             "1449 densely labelled Kinect frames; official 795 train / 654 test split "
             "(splits.mat); 894 raw classes mapped to the standard 40 (classMapping40.mat).",
         ),

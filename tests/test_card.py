@@ -1,0 +1,72 @@
+"""Dataset card rendering: it must parse with huggingface_hub and list every config."""
+
+from __future__ import annotations
+
+from huggingface_hub import DatasetCard, DatasetCardData
+
+from aims.card import render_card
+from aims.writer import ConfigInfo
+
+
+def _info(config: str, license: str = "cc-by-4.0", **kw) -> ConfigInfo:
+    base = dict(
+        config=config,
+        description=f"{config} config",
+        source=f"{config}-source",
+        homepage=f"https://example.org/{config}",
+        license=license,
+        citation="@article{x, title={X}}",
+        columns={config: "16-bit PNG; millimetres"},
+        category_names=["a", "b"],
+        ignore_labels=[255],
+        counts={"test": {"images": 3, "instances": 7}, "train": {"images": 9, "instances": 20},
+                "validation": {"images": 1, "instances": 2}},
+        channel_stats={config: {"mean": [1.25], "std": [0.5]}},
+        notes=["HHA computed by aims.hha from the filled depth"],
+    )
+    base.update(kw)
+    return ConfigInfo(**base)
+
+
+def test_card_parses_and_lists_configs():
+    text = render_card([_info("depth"), _info("hha")])
+    card = DatasetCard(text)
+    data = card.data.to_dict()
+    assert isinstance(card.data, DatasetCardData)
+    assert data["license"] == "cc-by-4.0"
+    assert data["task_categories"] == ["image-segmentation"]
+    assert data["pretty_name"].startswith("AIMS")
+    assert [c["config_name"] for c in data["configs"]] == ["depth", "hha"]
+    assert all("default" not in c for c in data["configs"])
+    # splits in canonical order, globs per config folder
+    assert data["configs"][0]["data_files"] == [
+        {"split": "train", "path": "depth/train-*.parquet"},
+        {"split": "validation", "path": "depth/validation-*.parquet"},
+        {"split": "test", "path": "depth/test-*.parquet"},
+    ]
+    body = card.text
+    for needle in ("depth-source", "@article{x", "8-connectivity", "255", "millimetres",
+                   "padded by one", "1024×1024", "len // 2", "| train | 9 | 20 |", "| `depth` | 0 | 1.25 | 0.5 |",
+                   "HHA computed by aims.hha", "0.1.0"):
+        assert needle in body, needle
+
+
+def test_mixed_licences_become_other():
+    data = DatasetCard(render_card([_info("depth"), _info("nir", license="mit")])).data.to_dict()
+    assert data["license"] == "other"
+    assert data["license_name"] and data["license_link"]
+
+
+def test_single_custom_licence_keeps_its_name_and_link():
+    info = _info("thermal", license="other", license_name="thermal-research-only",
+                 license_link="https://example.org/terms")
+    data = DatasetCard(render_card([info])).data.to_dict()
+    assert (data["license"], data["license_name"], data["license_link"]) == (
+        "other", "thermal-research-only", "https://example.org/terms")
+    assert "thermal-research-only" in render_card([info])
+
+
+def test_render_is_deterministic_and_handles_empty():
+    infos = [_info("depth")]
+    assert render_card(infos) == render_card(infos)
+    assert DatasetCard(render_card([])).data.to_dict()["configs"] == []
