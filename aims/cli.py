@@ -74,12 +74,17 @@ def run_prepare(groups: dict[str, list[str]], *, source: Path | None, out: Path,
     start = time.perf_counter()
     lines = []
     for name, configs in groups.items():
-        counts = prepare_source(converter(name), configs, dataset_dir=out, source=source,
+        result = prepare_source(converter(name), configs, dataset_dir=out, source=source,
                                 workers=workers, progress=progress)
-        for config, splits in counts.items():
+        for config, splits in result.counts.items():
             parts = ", ".join(f"{s}: {c['images']} images, {c['instances']} instances"
                               for s, c in splits.items())
             lines.append(f"  {config:<17} {parts}")
+        if result.skipped:
+            lines.append(f"  {name}: skipped {len(result.skipped)} sample(s):")
+            lines += [f"    {s.image_id}: {s.reason} ({s.path})" for s in result.skipped[:10]]
+            if len(result.skipped) > 10:
+                lines.append(f"    … and {len(result.skipped) - 10} more (listed in the dataset card)")
     lines.insert(0, f"Prepared {sum(len(c) for c in groups.values())} config(s) in "
                     f"{time.perf_counter() - start:.1f} s:")
     lines.append(f"Dataset: {out}")

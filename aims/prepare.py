@@ -18,8 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from aims import __version__
-from aims.converters.base import Sample, SourceConverter
+from aims.converters.base import Sample, Skipped, SourceConverter
 from aims.errors import AimsError
+
+
+#: every source provides these; `validation` is carved from train by aims.splits
+OFFICIAL_SPLITS = ("train", "test")
 
 
 @dataclass
@@ -27,6 +31,7 @@ class _Processed:
     """One image after the per-image work, ready to become one row per config."""
 
     image_id: str
+    official_split: str
     split: str
     encoded: dict[str, bytes]
     instance_columns: dict[str, list]
@@ -35,21 +40,12 @@ class _Processed:
 
 
 @dataclass
-class PrepareSummary:
-    """What ``aims prepare`` reports at the end."""
+class SourceResult:
+    """What preparing one source produced: counts per config and split, and the samples
+    that were skipped (with their reasons)."""
 
-    dataset_dir: Path
-    configs: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)  # config -> split -> counts
-
-    def lines(self) -> list[str]:
-        out = []
-        for config, splits in self.configs.items():
-            parts = ", ".join(
-                f"{split} {c['images']} images / {c['instances']} instances" for split, c in splits.items()
-            )
-            out.append(f"{config:<18} {parts}")
-        out.append(f"written to {self.dataset_dir}")
-        return out
+    counts: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    skipped: list[Skipped] = field(default_factory=list)
 
 
 def _process(converter: SourceConverter, configs: Sequence[str], sample: Sample) -> _Processed:
@@ -84,7 +80,7 @@ def _process(converter: SourceConverter, configs: Sequence[str], sample: Sample)
         "point": inst.point.astype(int).tolist(),
         "point_simcmf": inst.point_simcmf.astype(int).tolist(),
     }
-    return _Processed(sample.image_id, split, encoded, columns, len(inst), stats)
+    return _Processed(sample.image_id, sample.split, split, encoded, columns, len(inst), stats)
 
 
 def _process_star(args: tuple) -> _Processed:
@@ -123,9 +119,9 @@ def prepare_source(
     downloader: Callable[[str, Path], None] | None = None,
     workers: int | None = None,
     progress: bool = True,
-) -> dict[str, dict[str, dict[str, int]]]:
-    """Convert the configs of one source into ``dataset_dir``; returns counts per config
-    and split. Each config is swapped into place only when complete."""
+) -> SourceResult:
+    """Convert the configs of one source into ``dataset_dir``. Each config is swapped into
+    place only when complete; official splits must not be empty."""
     from tqdm.auto import tqdm
 
     from aims.schema import config_features
@@ -141,10 +137,12 @@ def prepare_source(
             for config in configs:
                 writers[config] = ConfigWriter(dataset_dir, config, config_features(config, names))
             stats: dict[str, ChannelStats] = {}
+            seen_official: set[str] = set()
             bar = tqdm(total=len(stream), desc=f"{converter.name} → {', '.join(configs)}",
                        unit="img", disable=not progress, dynamic_ncols=True)
             with bar:
                 for item in _processed_stream(converter, configs, stream, workers):
+                    seen_official.add(item.official_split)
                     for col, acc in item.stats.items():
                         stats.setdefault(col, ChannelStats()).merge(acc)
                     for config, writer in writers.items():
@@ -155,7 +153,18 @@ def prepare_source(
                         row.update(item.instance_columns)
                         writer.add(item.split, row, num_instances=item.num_instances)
                     bar.update(1)
-            counts = {}
+            result = SourceResult(skipped=list(stream.skipped))
+            empty = [s for s in OFFICIAL_SPLITS if s not in seen_official]
+            if empty:
+                raise AimsError(
+                    f"{converter.name}: the source has no {empty[0]} samples"
+                    + (f" ({len(result.skipped)} were skipped: {result.skipped[0].reason})"
+                       if result.skipped else "")
+                    + ". Every benchmark config needs the official train and test splits; check "
+                    "that the source is complete (all split folders extracted).",
+                    path=source,
+                )
+            skipped_notes = _skipped_notes(result.skipped)
             for config, writer in writers.items():
                 desc = converter.describe(config)
                 info = ConfigInfo(
@@ -174,11 +183,19 @@ def prepare_source(
                         for col in desc.columns if col in stats
                     },
                     toolkit_version=__version__,
-                    notes=[*converter.info.notes, *desc.notes],
+                    notes=[*converter.info.notes, *desc.notes, *skipped_notes],
                 )
-                counts[config] = writer.commit(info)
+                result.counts[config] = writer.commit(info)
         except BaseException:
             for writer in writers.values():
                 writer.abort()
             raise
-    return counts
+    return result
+
+
+def _skipped_notes(skipped: list[Skipped]) -> list[str]:
+    if not skipped:
+        return []
+    shown = "; ".join(f"{s.image_id} ({s.reason})" for s in skipped[:20])
+    more = f" and {len(skipped) - 20} more" if len(skipped) > 20 else ""
+    return [f"{len(skipped)} source sample(s) skipped: {shown}{more}."]

@@ -52,8 +52,29 @@ class SourceInfo:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """A source sample that was not converted, and why: reported in the summary and the
+    dataset card, never dropped silently."""
+
+    image_id: str
+    path: str
+    reason: str
+
+
 class SampleStream(ABC):
-    """An opened source: iterable once, with a length for progress bars."""
+    """An opened source: iterable once, with a length for progress bars.
+
+    A stream that skips a sample (a known-broken id, an unreadable file the source is
+    known to contain) appends a :class:`Skipped` to ``self.skipped`` instead of yielding
+    it; ``len()`` counts the samples the stream intends to look at."""
+
+    skipped: list[Skipped]
+
+    def __new__(cls, *args: object, **kwargs: object) -> "SampleStream":
+        self = super().__new__(cls)
+        self.skipped = []
+        return self
 
     @abstractmethod
     def __len__(self) -> int: ...
