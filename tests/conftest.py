@@ -49,3 +49,16 @@ def nyuv2_miniature(tmp_path_factory) -> Path:
     from aims.converters.nyuv2 import CONVERTER
 
     return CONVERTER.write_miniature(tmp_path_factory.mktemp("nyuv2_source"))
+
+
+@pytest.fixture(scope="session")
+def nyuv2_prepared(nyuv2_miniature, tmp_path_factory) -> Path:
+    """The miniature NYUv2 prepared into a dataset folder (depth + hha), once per session.
+    Tests must not modify it; copy it first."""
+    from aims.converters.nyuv2 import CONVERTER
+    from aims.prepare import prepare_source
+
+    out = tmp_path_factory.mktemp("nyuv2_prepared") / "dataset"
+    prepare_source(CONVERTER, ["depth", "hha"], dataset_dir=out, source=nyuv2_miniature,
+                   workers=2, progress=False)
+    return out

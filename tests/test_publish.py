@@ -1,0 +1,53 @@
+"""`aims publish`: the upload plan is exactly the loadable dataset, and the card parses."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from huggingface_hub import DatasetCard
+
+from aims.errors import AimsError
+from aims.publish import plan_upload
+
+
+def test_plan_lists_card_parquet_and_config_info(nyuv2_prepared):
+    plan = plan_upload(nyuv2_prepared, "my-lab/aims")
+    paths = [p for p, _ in plan.files]
+    assert paths[0] == "README.md" or "README.md" in paths
+    assert {p.split("/")[0] for p in paths if "/" in p} == {"depth", "hha"}
+    assert all(p.endswith((".parquet", "aims_config.json", "README.md")) for p in paths)
+    assert plan.configs == ("depth", "hha")
+    on_disk = sum(f.stat().st_size for f in nyuv2_prepared.rglob("*") if f.is_file())
+    assert plan.total_bytes == on_disk
+    text = "\n".join(plan.lines())
+    assert "my-lab/aims" in text and "depth/test-00000-of-00001.parquet" in text
+
+
+def test_card_is_valid_for_the_hub(nyuv2_prepared):
+    card = DatasetCard.load(nyuv2_prepared / "README.md")
+    data = card.data.to_dict()
+    assert data["license"] == "unknown"
+    assert [c["config_name"] for c in data["configs"]] == ["depth", "hha"]
+    assert "image-segmentation" in data["task_categories"]
+    for needle in ("Citation", "Channel statistics", "8-connectivity", "point_simcmf", "0.1.0"):
+        assert needle in card.text
+
+
+def test_temporary_leftovers_are_never_published(nyuv2_prepared, tmp_path):
+    copy = shutil.copytree(nyuv2_prepared, tmp_path / "ds")
+    (copy / ".tmp-depth-1-abc").mkdir()
+    (copy / ".tmp-depth-1-abc" / "train-00000-of-00001.parquet").write_bytes(b"half")
+    paths = [p for p, _ in plan_upload(copy, "org/aims").files]
+    assert not any(".tmp" in p for p in paths)
+
+
+def test_stale_card_and_bad_repo_id_are_refused(nyuv2_prepared, tmp_path):
+    copy = shutil.copytree(nyuv2_prepared, tmp_path / "ds")
+    shutil.rmtree(copy / "hha")
+    with pytest.raises(AimsError, match="stale"):
+        plan_upload(copy, "org/aims")
+    with pytest.raises(AimsError, match="ORG/NAME"):
+        plan_upload(nyuv2_prepared, "aims")
+    with pytest.raises(AimsError, match="no prepared dataset"):
+        plan_upload(tmp_path / "empty", "org/aims")
