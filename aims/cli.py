@@ -33,7 +33,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, is_flag=True,
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
                                                     help="Print the version and exit.")] = None,
 ) -> None:
     """AIMS command line."""
@@ -43,8 +43,9 @@ def _root(
 def prepare(
     modality: Annotated[list[str], typer.Option("--modality", "-m",
         help="Config to build: depth, hha, or all. Repeat for several.")],
-    source: Annotated[Optional[Path], typer.Option(
-        help="Local copy of the source (archive, file or extracted folder) instead of a download.")] = None,
+    source: Annotated[Optional[list[Path]], typer.Option(
+        help="Local copy of the source (archive, file or extracted folder) instead of a download. "
+             "Repeat for a source given in several parts (e.g. IVRG_RGBNIR and nirscene1.zip).")] = None,
     out: Annotated[Optional[Path], typer.Option(
         help="Dataset folder to write (default: $AIMS_HOME/dataset).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Worker processes (default: all cores).")] = None,
@@ -55,17 +56,30 @@ def prepare(
     from aims.paths import default_dataset_dir
 
     groups = group_by_source(modality)
-    if source is not None and len(groups) > 1:
-        raise AimsError(
-            f"--source {source} is one source, but the requested modalities come from "
-            f"{len(groups)} sources ({', '.join(groups)}); prepare them one at a time."
-        )
-    summary = run_prepare(groups, source=source, out=out or default_dataset_dir(),
-                          workers=workers, progress=progress)
+    summary = run_prepare(groups, sources=_sources_per_group(groups, list(source or [])),
+                          out=out or default_dataset_dir(), workers=workers, progress=progress)
     typer.echo("\n".join(summary))
 
 
-def run_prepare(groups: dict[str, list[str]], *, source: Path | None, out: Path,
+def _sources_per_group(groups: dict[str, list[str]], paths: list[Path]) -> dict[str, object]:
+    """Which --source each source converter gets. One source: all the paths. Several
+    sources and one folder: each converter gets `<folder>/<source name>` when it exists
+    (the layout `aims demo` writes), else the folder itself for its layout detection."""
+    if not paths:
+        return {name: None for name in groups}
+    if len(groups) == 1:
+        return {name: paths[0] if len(paths) == 1 else tuple(paths) for name in groups}
+    if len(paths) != 1 or not paths[0].is_dir():
+        raise AimsError(
+            f"--source {', '.join(map(str, paths))}: with several modalities from different "
+            f"sources ({', '.join(groups)}) --source must be one folder holding them (e.g. "
+            "<folder>/nyuv2, <folder>/rgbp_glass, …); or prepare one modality at a time."
+        )
+    folder = paths[0]
+    return {name: folder / name if (folder / name).exists() else folder for name in groups}
+
+
+def run_prepare(groups: dict[str, list[str]], *, sources: dict[str, object], out: Path,
                 workers: int | None, progress: bool) -> list[str]:
     """Prepare every source group and return the summary lines."""
     from aims.converters.registry import converter
@@ -74,7 +88,7 @@ def run_prepare(groups: dict[str, list[str]], *, source: Path | None, out: Path,
     start = time.perf_counter()
     lines = []
     for name, configs in groups.items():
-        result = prepare_source(converter(name), configs, dataset_dir=out, source=source,
+        result = prepare_source(converter(name), configs, dataset_dir=out, source=sources[name],
                                 workers=workers, progress=progress)
         for config, splits in result.counts.items():
             parts = ", ".join(f"{s}: {c['images']} images, {c['instances']} instances"
@@ -103,13 +117,12 @@ def demo(
 
     root = out or Path(tempfile.mkdtemp(prefix="aims-demo-"))
     typer.echo(f"AIMS demo in {root}")
-    lines = []
+    sources = {}
     for name in CONFIGS:
-        conv = converter(name)
-        src = conv.write_miniature(root / "sources" / name)
-        typer.echo(f"  miniature {name} source written to {src}")
-        lines += run_prepare({name: list(CONFIGS[name])}, source=src, out=root / "dataset",
-                             workers=None, progress=progress)
+        sources[name] = converter(name).write_miniature(root / "sources" / name)
+        typer.echo(f"  miniature {name} source: {sources[name]}")
+    lines = run_prepare({name: list(configs) for name, configs in CONFIGS.items()},
+                        sources=sources, out=root / "dataset", workers=None, progress=progress)
     typer.echo("\n".join(lines))
     _check_loads(root / "dataset", [c for cs in CONFIGS.values() for c in cs])
 
@@ -125,6 +138,45 @@ def _check_loads(dataset_dir: Path, configs: list[str]) -> None:
         ds = load_dataset(config, data_dir=dataset_dir)
         sizes = ", ".join(f"{split} {len(part)}" for split, part in ds.items())
         typer.echo(f"  load_dataset({config!r}) → {sizes} rows")
+
+
+@app.command()
+def score(
+    predictions: Annotated[Path, typer.Argument(help="Predictions folder (RLE *.json, <config>/<image_id>.npz "
+                                                     "or <config>/<image_id>/<instance_id>.png; docs/predictions.md).")],
+    config: Annotated[Optional[list[str]], typer.Option("--config", "-c",
+        help="Config to score; repeat for several (default: every config the predictions cover).")] = None,
+    split: Annotated[str, typer.Option(help="Dataset split to score against.")] = "test",
+    protocol: Annotated[str, typer.Option(help="Protocol: aims (aims-v1) or simcmf (simcmf-v1).")] = "aims",
+    out: Annotated[Optional[Path], typer.Option(
+        help="Folder for instances.parquet, results.json and summary.txt "
+             "(default: <predictions>-scores-<protocol version> beside the predictions).")] = None,
+    missing: Annotated[str, typer.Option(
+        help="Evaluated instances without a prediction: error (default) or zero (IoU 0, reported).")] = "error",
+    data_dir: Annotated[Optional[Path], typer.Option(
+        help="Prepared dataset folder (default: $AIMS_HOME/dataset).")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Score predictions against the prepared dataset: per-instance IoU, mIoU, results JSON."""
+    from aims.scoring import score_predictions
+
+    start = time.perf_counter()
+    scores = score_predictions(predictions, data_dir=data_dir, configs=config or None, split=split,
+                               protocol=protocol, missing=missing, progress=progress)
+    out_dir = out or default_scores_dir(predictions, scores.protocol.version)
+    paths = scores.write(out_dir)
+    typer.echo(scores.format_table())
+    n = len(scores.table)
+    typer.echo(f"Scored {n} instance(s) in {time.perf_counter() - start:.1f} s.")
+    typer.echo(f"Results: {paths['results']}")
+    typer.echo(f"Per-instance table: {paths['instances']}")
+
+
+def default_scores_dir(predictions: Path, version: str) -> Path:
+    """``<parent>/<name>-scores-<protocol version>``: beside, never inside, the predictions
+    folder (a file inside would make the folder an invalid predictions folder)."""
+    p = Path(predictions).expanduser().resolve()
+    return p.parent / f"{p.name}-scores-{version}"
 
 
 def main() -> None:

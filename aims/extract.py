@@ -22,8 +22,8 @@ Archives come from third-party hosts, so they are treated as hostile input:
 Archive kind is detected from the first bytes (zip, gzip/bzip2/xz/plain tar, rar, 7z),
 not from the extension, because hosts rename files (``download.php``, ``file.zip.1``).
 Each kind has a small backend class (:class:`_Backend`) that lists members in a common
-form and streams one member's bytes; a RAR backend (``rarfile``) can be added by
-registering one more class in :data:`_BACKENDS`.
+form and streams one member's bytes; RAR archives use :class:`_RarBackend` (see its
+docstring for which system tool decodes them and why).
 """
 
 from __future__ import annotations
@@ -33,12 +33,13 @@ import lzma
 import os
 import shutil
 import stat
+import subprocess
 import tarfile
 import tempfile
 import zipfile
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,7 @@ from typing import IO, Literal
 
 from aims.errors import AimsError, UnsafeArchiveError
 
-__all__ = ["MARKER", "archive_kind", "safe_extract"]
+__all__ = ["MARKER", "RAR_TOOL_PACKAGES", "archive_kind", "rar_tool", "safe_extract"]
 
 #: Written last inside a completed extraction; its content identifies the archive.
 MARKER = ".aims-extracted"
@@ -173,8 +174,288 @@ class _TarBackend(_Backend):
         self._tar.close()
 
 
-#: archive kind -> backend. RAR: add ``"rar": _RarBackend`` (rarfile) here.
-_BACKENDS: dict[str, type[_Backend]] = {"zip": _ZipBackend, "tar": _TarBackend}
+# --------------------------------------------------------------------------- RAR
+
+try:  # optional at import time: zip/tar extraction must work without it
+    import rarfile as _rarfile
+except ImportError:  # pragma: no cover - rarfile is a declared dependency
+    _rarfile = None
+
+#: the Debian/Ubuntu package that provides each RAR decoder
+RAR_TOOL_PACKAGES = {"bsdtar": "libarchive-tools", "unar": "unar"}
+#: which decoder a RAR format version prefers (the other one is the fallback); see
+#: :class:`_RarBackend` for the reasons
+_RAR_TOOL_PREFERENCE = {5: ("bsdtar", "unar"), 4: ("unar", "bsdtar")}
+_RAR5_MAGIC = b"Rar!\x1a\x07\x01\x00"
+
+
+class _ToolFailed(Exception):
+    """The RAR decoder's output ended early or did not match the archive's headers."""
+
+
+def rar_format_version(archive: str | Path) -> int:
+    """5 for RAR 5 archives, 4 for the older RAR 1.5–4 format (from the signature)."""
+    with open(archive, "rb") as fh:
+        return 5 if fh.read(len(_RAR5_MAGIC)) == _RAR5_MAGIC else 4
+
+
+def rar_tool(archive: str | Path) -> str | None:
+    """The decoder ``"bsdtar"`` or ``"unar"`` that extraction of ``archive`` will use, or
+    None when neither is installed. Deterministic: it depends only on the archive's format
+    version and on which of the two programs is on PATH (``rarfile.BSDTAR_TOOL`` and
+    ``rarfile.UNAR_TOOL`` name the executables)."""
+    assert _rarfile is not None
+    for tool in _RAR_TOOL_PREFERENCE[rar_format_version(archive)]:
+        exe = _rarfile.BSDTAR_TOOL if tool == "bsdtar" else _rarfile.UNAR_TOOL
+        if shutil.which(exe):
+            return tool
+    return None
+
+
+class _Checked:
+    """A stream of exactly ``size`` bytes of one member, whose CRC32 is compared with the
+    archive header's at the end: the decoder's output is trusted only once it matches."""
+
+    def __init__(self, raw: IO[bytes], member: Member, crc: int | None, what: str,
+                 fail: "Callable[[_ToolFailed], BaseException]") -> None:
+        self._raw, self._member, self._crc, self._what, self._fail = raw, member, crc, what, fail
+        self._left = member.size
+        self._sum = 0
+
+    def read(self, n: int = -1) -> bytes:
+        if self._left <= 0:
+            self._verify()
+            return b""
+        want = self._left if n is None or n < 0 else min(n, self._left)
+        data = self._raw.read(want)
+        if not data:
+            raise self._fail(_ToolFailed(
+                f"{self._what} output ended {self._left:,} bytes before the end of member "
+                f"{self._member.name!r}"))
+        self._left -= len(data)
+        self._sum = zlib.crc32(data, self._sum)
+        if self._left == 0:
+            self._verify()
+        return data
+
+    def _verify(self) -> None:
+        if self._crc is not None and self._sum != self._crc:
+            raise self._fail(_ToolFailed(
+                f"member {self._member.name!r} decoded by {self._what} fails its CRC32 check "
+                f"(expected {self._crc:08x}, got {self._sum:08x})"))
+        self._crc = None  # checked once
+
+    def __enter__(self) -> "_Checked":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+class _RarBackend(_Backend):
+    """RAR archives: headers read by ``rarfile`` (pure Python), data decoded by one run of
+    a system program that writes to a pipe, never to disk.
+
+    The member list (names, types, symlink/hardlink targets, sizes, CRCs, encryption,
+    volumes) comes from ``rarfile``, so validation needs no external program. File data:
+
+    - archives whose files are all *stored* (uncompressed) are read by ``rarfile`` alone;
+    - otherwise one decoder process streams the whole archive once, in archive order:
+      ``bsdtar -cf - @archive`` (libarchive converts the RAR to a tar stream on stdout) or
+      ``unar -o - archive`` (the files' bytes concatenated on stdout, split here by the
+      header sizes). Every member's bytes are checked against its header CRC32.
+
+    Which decoder (deterministic, see :func:`rar_tool`): RAR 5 → ``bsdtar`` (libarchive
+    3.6 decodes RAR 5 including solid archives; unar 1.10.1, Debian 12's, fails on solid
+    RAR 5), RAR 1.5–4 → ``unar`` (libarchive cannot decode *solid* RAR 4); each falls back
+    to the other program when only that one is installed.
+
+    Why not ``rarfile``'s own ``open()``: on solid archives it starts the tool once per
+    member, each run decompressing from the archive's start (quadratic in archive size),
+    and rarfile 4.5's ``bsdtar`` command line puts ``--`` after ``-f``, which bsdtar takes
+    as the archive's name (so that backend fails on every compressed member).
+    """
+
+    errors: tuple[type[BaseException], ...] = (
+        ((_rarfile.Error,) if _rarfile is not None else ()) + (EOFError, tarfile.TarError, _ToolFailed)
+    )
+
+    def __init__(self, archive: Path) -> None:
+        super().__init__(archive)
+        if _rarfile is None:  # pragma: no cover - rarfile is a declared dependency
+            raise AimsError(
+                f"{archive} is a RAR archive and the Python package rarfile is not "
+                f"installed: run `pip install rarfile`, or extract the archive yourself "
+                f"and pass the folder with `--source FOLDER`.",
+                path=archive,
+            )
+        # errors="strict": a damaged header raises instead of silently ending the listing
+        self._rar = _rarfile.RarFile(str(archive), errors="strict")
+        self._proc: subprocess.Popen | None = None
+        self._stderr: IO[bytes] | None = None
+        self._tar: tarfile.TarFile | None = None
+        self._tool: str | None = None
+
+    # ---------------------------------------------------------------- listing
+
+    def members(self) -> list[Member]:
+        rf = self._rar
+        if rf.needs_password():
+            raise self._encrypted(None)
+        if len(rf.volumelist()) > 1:
+            raise AimsError(
+                f"{self.archive} is one volume of a multi-volume RAR archive "
+                f"({len(rf.volumelist())} volumes); AIMS extracts single-volume archives "
+                f"only. Extract it with `unar` or `bsdtar -xf` and pass the folder with "
+                f"`--source FOLDER`.",
+                path=self.archive,
+            )
+        out = []
+        for info in rf.infolist():
+            name = info.filename
+            if info.needs_password():
+                raise self._encrypted(name)
+            if info.flags & (_rarfile.RAR_FILE_SPLIT_BEFORE | _rarfile.RAR_FILE_SPLIT_AFTER):
+                raise AimsError(
+                    f"{self.archive}: member {name!r} continues in another volume; AIMS "
+                    f"extracts single-volume RAR archives only. Extract it with `unar` and "
+                    f"pass the folder with `--source FOLDER`.",
+                    path=self.archive,
+                )
+            redir = info.file_redir
+            fmt = stat.S_IFMT(info.mode or 0) if info.host_os == _rarfile.RAR_OS_UNIX else 0
+            if redir is not None:
+                kind, _flags, target = redir
+                if kind in (_rarfile.RAR5_XREDIR_HARD_LINK, _rarfile.RAR5_XREDIR_FILE_COPY):
+                    # both mean "the same bytes as that earlier file": extracted as a copy
+                    out.append(Member(name, "hardlink", link=target, handle=info))
+                else:  # unix/windows symlink, windows junction
+                    out.append(Member(name, "symlink", link=target, handle=info))
+            elif info.is_dir():
+                out.append(Member(name, "dir", handle=info))
+            elif info.is_symlink():  # RAR 4 unix symlink: the target is the member's data
+                target = rf.read(info).decode("utf-8", "surrogateescape")
+                out.append(Member(name, "symlink", link=target, handle=info))
+            elif fmt not in (0, stat.S_IFREG):
+                out.append(Member(name, "special", handle=info))
+            else:
+                out.append(Member(name, "file", size=info.file_size, handle=info))
+        return out
+
+    def _encrypted(self, name: str | None) -> AimsError:
+        what = f"member {name!r} is encrypted" if name else "its headers are encrypted"
+        return AimsError(
+            f"{self.archive} is password-protected ({what}); AIMS cannot extract it. "
+            f"Extract it by hand and pass the folder with `--source FOLDER`.",
+            path=self.archive,
+        )
+
+    # ---------------------------------------------------------------- data
+
+    def open_member(self, member: Member) -> IO[bytes]:
+        info = member.handle
+        crc = getattr(info, "CRC", None)
+        if self._all_stored():
+            return _Checked(self._rar.open(info), member, crc, "rarfile",  # type: ignore[return-value]
+                            lambda e: e)
+        if self._tool is None:
+            self._start()
+        what = f"`{self._tool}`"
+        try:
+            if self._tool == "bsdtar":
+                return _Checked(self._next_tar_file(member), member, crc, what,  # type: ignore[return-value]
+                                self._tool_error)
+            assert self._proc is not None and self._proc.stdout is not None
+            return _Checked(self._proc.stdout, member, crc, what,  # type: ignore[return-value]
+                            self._tool_error)
+        except _ToolFailed as err:
+            raise self._tool_error(err) from None
+
+    def _all_stored(self) -> bool:
+        if not hasattr(self, "_stored"):
+            self._stored = all(
+                i.compress_type == _rarfile.RAR_M0 for i in self._rar.infolist() if i.is_file()
+            )
+        return self._stored
+
+    def _start(self) -> None:
+        tool = rar_tool(self.archive)
+        version = rar_format_version(self.archive)
+        if tool is None:
+            raise AimsError(
+                f"{self.archive} is a RAR {version} archive with compressed members; "
+                f"decoding them needs `bsdtar` (Debian/Ubuntu package libarchive-tools) or "
+                f"`unar` (package unar), and neither is installed. Install them "
+                f"(`sudo apt-get install libarchive-tools unar`) and run the command again, "
+                f"or extract the archive yourself and pass the folder with `--source FOLDER`.",
+                path=self.archive,
+            )
+        self._tool = tool
+        path = str(self.archive.resolve())
+        if tool == "bsdtar":
+            cmd = [_rarfile.BSDTAR_TOOL, "-c", "-f", "-", "--format", "pax", "@" + path]
+        else:
+            cmd = [_rarfile.UNAR_TOOL, "-q", "-o", "-", "-p", "", "--", path]
+        self._stderr = tempfile.TemporaryFile()
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=self._stderr)
+        if tool == "bsdtar":
+            assert self._proc.stdout is not None
+            self._tar = tarfile.open(fileobj=self._proc.stdout, mode="r|")
+
+    def _next_tar_file(self, member: Member) -> IO[bytes]:
+        """Advance the tar stream to ``member`` (archive order; links and folders that
+        bsdtar also emits are passed over)."""
+        assert self._tar is not None
+        want = member.name.replace("\\", "/")
+        while True:
+            info = self._tar.next()
+            if info is None:
+                raise _ToolFailed(f"`bsdtar` output ended before member {member.name!r}")
+            if info.isreg() and info.name == want:
+                if info.size != member.size:
+                    raise _ToolFailed(
+                        f"`bsdtar` gives member {member.name!r} {info.size:,} bytes, the "
+                        f"archive header says {member.size:,}")
+                stream = self._tar.extractfile(info)
+                assert stream is not None
+                return stream
+
+    def _tool_error(self, err: Exception) -> AimsError:
+        detail = ""
+        if self._proc is not None and self._stderr is not None:
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+            self._stderr.seek(0)
+            detail = self._stderr.read(2000).decode("utf-8", "replace").strip()
+        version = rar_format_version(self.archive)
+        hint = ("RAR 5 archives decode best with bsdtar (libarchive-tools)" if version == 5
+                else "RAR 4 archives, solid ones in particular, need unar (package unar)")
+        return AimsError(
+            f"Could not decode {self.archive} (RAR {version}) with `{self._tool}`: {err}"
+            f"{'; it said: ' + detail if detail else ''}. The archive may be corrupt or "
+            f"truncated (delete it and download it again), or the decoder may not support "
+            f"this RAR variant: {hint}. Nothing was left under the target folder.",
+            path=self.archive,
+        )
+
+    def close(self) -> None:
+        if self._tar is not None:
+            self._tar.close()
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                self._proc.kill()
+            if self._proc.stdout is not None:
+                self._proc.stdout.close()
+            self._proc.wait()
+        if self._stderr is not None:
+            self._stderr.close()
+        self._rar.close()
+
+#: archive kind -> backend.
+_BACKENDS: dict[str, type[_Backend]] = {"zip": _ZipBackend, "tar": _TarBackend, "rar": _RarBackend}
 
 _MAGIC: tuple[tuple[int, bytes, str], ...] = (
     (0, b"PK\x03\x04", "zip"),
@@ -253,7 +534,7 @@ def safe_extract(
     kind = archive_kind(archive)
     backend_cls = _BACKENDS.get(kind or "")
     if backend_cls is None:
-        if kind in ("rar", "7z"):
+        if kind == "7z":
             raise AimsError(
                 f"{archive} is a {kind.upper()} archive, which this version of AIMS cannot "
                 f"extract. Extract it with another tool (e.g. `bsdtar -xf`, `7z x`, "

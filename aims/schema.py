@@ -108,6 +108,76 @@ register_config(
     )
 )
 
+register_config(
+    ConfigSchema(
+        name="nir",
+        description="Near-infrared scenes (IVRG-NIR) with registered RGB and region masks.",
+        modality_columns=(
+            ModalityColumn(
+                "nir",
+                "greyscale PNG at the source's bit depth (uint8, or uint16 for 16-bit TIFFs)",
+                "near-infrared intensity as recorded; tensor = value / (2^bits - 1)",
+            ),
+        ),
+        tags=("nir", "near-infrared"),
+    )
+)
+
+register_config(
+    ConfigSchema(
+        name="polarization",
+        description="RGBP-Glass: RGB with trichromatic AoLP and DoLP, glass instances.",
+        modality_columns=(
+            ModalityColumn(
+                "aolp",
+                "8-bit RGB PNG (uint8)",
+                "angle of linear polarization per colour channel, the release's 8-bit codes "
+                "in R,G,B order (the release's TIFF holds B,G,R)",
+            ),
+            ModalityColumn(
+                "dolp",
+                "8-bit RGB PNG (uint8)",
+                "degree of linear polarization per colour channel, the release's 8-bit codes "
+                "in R,G,B order (the release's TIFF holds B,G,R)",
+            ),
+        ),
+        tags=("polarization",),
+    )
+)
+register_config(
+    ConfigSchema(
+        name="thermal",
+        description="RGB-T Glass: registered RGB and thermal temperature, glass instances.",
+        modality_columns=(
+            ModalityColumn(
+                "temperature",
+                "16-bit greyscale PNG (uint16)",
+                "degrees Celsius = -80 + code / 256 (step 1/256 °C, max error 0.002 °C)",
+            ),
+        ),
+        tags=("thermal", "infrared"),
+    )
+)
+
+#: the four polarizer angles of ZJU-RGBP, in degrees; column ``angle_<θ>`` each
+ZJU_ANGLES = (0, 45, 90, 135)
+register_config(
+    ConfigSchema(
+        name="polarization-zju",
+        description="ZJU-RGBP: four polarizer-angle RGB images (0°, 45°, 90°, 135°), "
+        "8 semantic classes → instances.",
+        modality_columns=tuple(
+            ModalityColumn(
+                f"angle_{a}",
+                "8-bit RGB PNG (uint8)",
+                f"intensity behind a linear polarizer at {a}°, R,G,B, as recorded",
+            )
+            for a in ZJU_ANGLES
+        ),
+        tags=("polarization",),
+    )
+)
+
 
 def get_config(config: str) -> ConfigSchema:
     """The schema of a registered config; ``KeyError`` names the known ones."""

@@ -307,11 +307,26 @@ class NYUv2(SourceConverter):
 
     def __init__(self) -> None:
         self._names: list[str] | None = None
+        self._repack = None  # RepackReport when --source is the SimCMF NYUDepthv2 repack
 
     def category_names(self, configs: Sequence[str] = ()) -> list[str]:
         return ["void", *(self._names or NYU40_CLASS_NAMES)]
 
     def describe(self, config: str) -> ConfigDescription:
+        desc = self._describe_release(config)
+        if self._repack is None:
+            return desc
+        from dataclasses import replace
+
+        from aims.converters.nyuv2_repack import describe_notes
+
+        columns = dict(desc.columns)
+        columns["rgb"] = "registered RGB (the repack's JPEG, decoded), 8-bit PNG"
+        if config == "hha":
+            columns["hha"] = "HHA as the repack gives it (JPEG, decoded), 8-bit RGB PNG: R = disparity, G = height, B = angle"
+        return replace(desc, columns=columns, notes=describe_notes(config, self._repack))
+
+    def _describe_release(self, config: str) -> ConfigDescription:
         if config == "depth":
             return ConfigDescription(
                 config="depth",
@@ -347,6 +362,17 @@ class NYUv2(SourceConverter):
 
     def open(self, configs: Sequence[str], *, source: Path | None = None,
              downloader: Downloader | None = None) -> SampleStream:
+        self._repack = None
+        if source is not None:
+            # the SimCMF repack (NYUDepthv2/ with RGB, Depth, HHA, Mask_gt, train.txt) is
+            # recognised by its layout, so users pass whichever copy they have
+            from aims.converters.nyuv2_repack import RepackReport, RepackStream, find_repack
+
+            root = find_repack(Path(source))
+            if root is not None:
+                self._names = None
+                self._repack = RepackReport()
+                return RepackStream(root, configs, self._repack)
         paths = self._locate(source, downloader)
         train, test = read_splits(paths[SPLITS_MAT])
         lut, names = read_class_mapping(paths[CLASS_MAPPING_MAT])
@@ -372,7 +398,8 @@ class NYUv2(SourceConverter):
                     raise AimsError(
                         f"{source} holds no {LABELED_MAT}. Pass the folder that contains the "
                         f"NYUv2 labeled release (and optionally {SPLITS_MAT} and "
-                        f"{CLASS_MAPPING_MAT}), or the .mat file itself.",
+                        f"{CLASS_MAPPING_MAT}), the .mat file itself, or the SimCMF repack "
+                        "folder NYUDepthv2 (RGB/, Depth/, HHA/, Mask_gt/, train.txt, test.txt).",
                         path=source,
                     )
             elif source.is_file():
@@ -396,7 +423,10 @@ class NYUv2(SourceConverter):
                     ) from None
         return found
 
-    def write_miniature(self, folder: Path, *, seed: int = 0, num_frames: int = 8) -> Path:
+    def write_miniature(self, folder: Path, *, seed: int = 0, num_frames: int = 8,
+                        full_resolution: bool = True) -> Path:
+        """``full_resolution`` is accepted for the benchmarks' sake: NYUv2 frames are always
+        480×640, the real size, so the miniature is full resolution either way."""
         from aims.converters.nyuv2_miniature import write_miniature
 
         return write_miniature(folder, seed=seed, num_frames=num_frames)

@@ -15,11 +15,19 @@ from aims.errors import AimsError
 #: converter module (under aims.converters) per source, in the order `all` prepares them
 SOURCES: dict[str, str] = {
     "nyuv2": "aims.converters.nyuv2",
+    "ivrg_nir": "aims.converters.ivrg_nir",
+    "rgbp_glass": "aims.converters.rgbp_glass",
+    "zju_rgbp": "aims.converters.zju_rgbp",
+    "thermal_glass": "aims.converters.thermal_glass",
 }
 
 #: the benchmark configs each source feeds
 CONFIGS: dict[str, tuple[str, ...]] = {
     "nyuv2": ("depth", "hha"),
+    "ivrg_nir": ("nir",),
+    "rgbp_glass": ("polarization",),
+    "zju_rgbp": ("polarization-zju",),
+    "thermal_glass": ("thermal",),
 }
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from aims.converters.nyuv2 import CONVERTER, LABELED_MAT, SPLITS_MAT, LabeledMat, read_class_mapping
 from aims.errors import AimsError
+from aims.loader import load_dataset
 from aims.prepare import prepare_source
 
 
@@ -220,9 +221,10 @@ def test_killed_prepare_leaves_the_good_dataset_and_reruns(nyuv2_miniature, tmp_
     # rebuild depth + hha and kill the process while it is writing
     proc = subprocess.Popen([sys.executable, "-m", "aims", "prepare", "-m", "depth", "-m", "hha",
                              "--source", str(nyuv2_miniature), "--out", str(out), "--workers", "1",
-                             "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while time.time() < deadline and not any(p.name.startswith(".tmp") for p in out.iterdir()):
+        assert proc.poll() is None, f"prepare ended early: {proc.stderr.read().decode()}"
         time.sleep(0.02)
     time.sleep(0.3)
     assert proc.poll() is None, "prepare finished before it could be killed"
@@ -231,10 +233,10 @@ def test_killed_prepare_leaves_the_good_dataset_and_reruns(nyuv2_miniature, tmp_
     # the previous good config is untouched, and no half config is visible
     assert {p.name: p.read_bytes() for p in (out / "depth").iterdir()} == before
     assert not (out / "hha").exists()
-    datasets.load_dataset(str(out), "depth")
+    assert len(load_dataset("depth", "test", data_dir=out)) == 3
     # a re-run completes and cleans up what the killed run left
     rerun = run_aims("prepare", "-m", "depth", "-m", "hha", "--source", str(nyuv2_miniature),
                      "--out", str(out), "--no-progress")
     assert rerun.returncode == 0, rerun.stderr
     assert not any(p.name.startswith(".tmp") for p in out.iterdir())
-    assert len(datasets.load_dataset(str(out), "hha", split="test")) == 3
+    assert len(load_dataset("hha", "test", data_dir=out)) == 3
