@@ -112,19 +112,13 @@ def demo(
         help="Folder for the demo's sources and dataset (default: a new temporary folder).")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
-    """Run the pipeline on the bundled miniature sources, in a temporary folder."""
-    from aims.converters.registry import CONFIGS, converter
+    """The whole pipeline on the bundled miniatures: prepare, tiny baseline, score,
+    leaderboard page, panels."""
+
+    from aims.demo import run_demo
 
     root = out or Path(tempfile.mkdtemp(prefix="aims-demo-"))
-    typer.echo(f"AIMS demo in {root}")
-    sources = {}
-    for name in CONFIGS:
-        sources[name] = converter(name).write_miniature(root / "sources" / name)
-        typer.echo(f"  miniature {name} source: {sources[name]}")
-    lines = run_prepare({name: list(configs) for name, configs in CONFIGS.items()},
-                        sources=sources, out=root / "dataset", workers=None, progress=progress)
-    typer.echo("\n".join(lines))
-    _check_loads(root / "dataset", [c for cs in CONFIGS.values() for c in cs])
+    run_demo(root, echo=typer.echo, progress=progress)
 
 
 def _check_loads(dataset_dir: Path, configs: list[str]) -> None:
@@ -177,6 +171,93 @@ def default_scores_dir(predictions: Path, version: str) -> Path:
     folder (a file inside would make the folder an invalid predictions folder)."""
     p = Path(predictions).expanduser().resolve()
     return p.parent / f"{p.name}-scores-{version}"
+
+
+leaderboard_app = typer.Typer(no_args_is_help=True, help="Build the leaderboard, add results to it.")
+app.add_typer(leaderboard_app, name="leaderboard")
+
+
+@leaderboard_app.command("build")
+def leaderboard_build(
+    results: Annotated[Path, typer.Option(help="Folder of results JSON files (from `aims score`).")] = Path("results"),
+    out: Annotated[Path, typer.Option(help="Folder for the static page.")] = Path("leaderboard-site"),
+    readme: Annotated[Optional[Path], typer.Option(
+        help="Also write the Markdown table between the leaderboard markers of this README.")] = None,
+    reference: Annotated[bool, typer.Option(help="Include the paper's reported numbers.")] = True,
+) -> None:
+    """Results files + the paper's numbers → sortable static page and Markdown table."""
+    from aims.leaderboard.entries import collect
+    from aims.leaderboard.render import build_site, markdown, update_readme
+
+    entries = collect(results, include_reference=reference)
+    index = build_site(entries, results, out, version=__version__)
+    scored = sum(e.link is not None for e in entries)
+    typer.echo(f"Leaderboard: {scored} scored result(s), {len(entries) - scored} reference row(s)")
+    typer.echo(f"Page: {index}")
+    (out / "leaderboard.md").write_text(markdown(entries), encoding="utf-8")
+    typer.echo(f"Markdown: {out / 'leaderboard.md'}")
+    if readme is not None:
+        try:
+            changed = update_readme(readme, markdown(entries))
+        except ValueError as exc:
+            raise AimsError(f"{exc}; add the two marker lines where the table belongs.", path=readme) from None
+        typer.echo(f"README table {'updated' if changed else 'already up to date'}: {readme}")
+
+
+@leaderboard_app.command("add")
+def leaderboard_add(
+    results_file: Annotated[Path, typer.Argument(help="A results JSON written by `aims score`.")],
+    results: Annotated[Path, typer.Option(help="The leaderboard's results folder.")] = Path("results"),
+) -> None:
+    """Validate a results file against the schema and add it to the results folder."""
+    from aims.leaderboard.entries import add_results
+
+    target = add_results(results_file, results)
+    typer.echo(f"Added {target}; run `aims leaderboard build --results {results}` to rebuild the page.")
+
+
+@app.command()
+def publish(
+    repo_id: Annotated[str, typer.Option("--repo-id", help="Hugging Face dataset repo, ORG/NAME.")],
+    data_dir: Annotated[Optional[Path], typer.Option(help="Prepared dataset (default: $AIMS_HOME/dataset).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be uploaded; upload nothing.")] = False,
+    private: Annotated[bool, typer.Option(help="Create the repo as private.")] = False,
+) -> None:
+    """Upload the prepared dataset (every config's parquet and the card) to the Hub."""
+    from aims.paths import default_dataset_dir
+    from aims.publish import plan_upload, publish as upload
+
+    plan = plan_upload(data_dir or default_dataset_dir(), repo_id)
+    typer.echo("\n".join(plan.lines()))
+    if dry_run:
+        typer.echo("Dry run: nothing uploaded.")
+        return
+    typer.echo(f"Uploaded: {upload(plan, private=private)}")
+
+
+@app.command()
+def show(
+    config: Annotated[list[str], typer.Option("--config", "-c", help="Config(s) to draw (default: all prepared).")] = [],
+    split: Annotated[str, typer.Option(help="Split to draw.")] = "test",
+    limit: Annotated[int, typer.Option(help="Panels per config.")] = 4,
+    predictions: Annotated[Optional[Path], typer.Option(
+        help="Predictions folder: draw predicted masks with their IoU.")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Prepared dataset (default: $AIMS_HOME/dataset).")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for the PNGs.")] = Path("aims-panels"),
+) -> None:
+    """PNG panels per image (channels, instances, clicks, predictions) and statistics plots."""
+    from aims.show import show_dataset
+
+    written = show_dataset(data_dir=data_dir, configs=config or None, split=split, limit=limit,
+                           predictions=predictions, out=out)
+    for path in written:
+        typer.echo(f"  {path}")
+    typer.echo(f"Wrote {len(written)} picture(s) to {out}")
+
+
+from aims.baselines.cli import app as _baseline_app  # typer only; torch loads inside the commands
+
+app.add_typer(_baseline_app, name="baseline", help="SimCMF baselines on Segment Anything (install the baselines extra).")
 
 
 def main() -> None:

@@ -15,8 +15,6 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from aims import __version__
 from aims.converters.base import Sample, Skipped, SourceConverter
 from aims.errors import AimsError
@@ -51,7 +49,7 @@ class SourceResult:
 def _process(converter: SourceConverter, configs: Sequence[str], sample: Sample) -> _Processed:
     from aims.imageio import encode_png
     from aims.instances import instances_from_id_map, split_instances
-    from aims.modalities import column_tensor
+    from aims.modalities import MODALITIES, column_tensor, modality_tensor
     from aims.splits import assign_split
     from aims.stats import ChannelStats
 
@@ -72,6 +70,13 @@ def _process(converter: SourceConverter, configs: Sequence[str], sample: Sample)
             acc = ChannelStats()
             acc.update(column_tensor(col, arr))
             stats[col] = acc
+        # modalities computed from several columns (Stokes from four angles) get their
+        # own statistics: models normalise the computed channels, not the stored ones
+        for name, modality in MODALITIES.items():
+            if modality.combine is not None and set(modality.columns) <= set(sample.images):
+                acc = ChannelStats()
+                acc.update(modality_tensor(sample.images, name))
+                stats[name] = acc
     columns = {
         "instance_ids": inst.ids.astype(int).tolist(),
         "category": inst.category.astype(int).tolist(),
@@ -138,6 +143,7 @@ def prepare_source(
     place only when complete; official splits must not be empty."""
     from tqdm.auto import tqdm
 
+    from aims.modalities import MODALITIES
     from aims.schema import config_features
     from aims.stats import ChannelStats
     from aims.writer import ConfigInfo, ConfigWriter
@@ -194,7 +200,9 @@ def prepare_source(
                     ignore_labels=list(converter.ignore_labels),
                     channel_stats={
                         col: {"mean": stats[col].mean, "std": stats[col].std}
-                        for col in desc.columns if col in stats
+                        for col in stats
+                        if col in desc.columns
+                        or (col in MODALITIES and set(MODALITIES[col].columns) <= set(desc.columns))
                     },
                     toolkit_version=__version__,
                     notes=[*converter.info.notes, *desc.notes, *skipped_notes],

@@ -92,12 +92,15 @@ def validate_results(doc: Any, *, source: str | Path | None = None) -> None:
     validator = jsonschema.Draft202012Validator(results_schema())
     errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
     if errors:
-        e = errors[0]
-        where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
         name = f"{source}: " if source is not None else ""
+        problems = "; ".join(
+            f"at {'/'.join(str(p) for p in e.absolute_path) or '(top level)'}: {e.message}"
+            for e in errors[:20]
+        )
+        more = f" (and {len(errors) - 20} more)" if len(errors) > 20 else ""
         raise AimsError(
-            f"{name}not a valid AIMS results document: at {where}: {e.message} "
-            f"({len(errors)} problem(s) in total). Re-create it with `aims score`.",
+            f"{name}not a valid AIMS results document, {len(errors)} problem(s): {problems}{more}. "
+            "Re-create it with `aims score`.",
             path=source,
         )
 

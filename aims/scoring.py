@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 
-from aims import __version__
 from aims.errors import AimsError
 from aims.metrics import (
     bootstrap_ci,

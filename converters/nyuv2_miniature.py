@@ -13,7 +13,6 @@ the converter, the tests and ``aims demo`` exercise the same code a real release
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np

@@ -461,14 +461,25 @@ def read_sample(pending: _Pending) -> Sample:
         check_same_size(rgb.shape, arr, files[column], files["rgb"])
         images[column] = np.ascontiguousarray(arr[:, :, ::-1])
     if pending.label == ORIGINAL:
-        glass = read_glass_mask(files["mask"])
-        check_same_size(rgb.shape, glass, files["mask"], files["rgb"])
-        return Sample(pending.image_id, pending.split, images, semantic=glass.astype(np.uint8))
-    ids = read_id_map(files["instance_mask"])
-    check_same_size(rgb.shape, ids, files["instance_mask"], files["rgb"])
-    category = {int(i): 1 for i in np.unique(ids) if i != 0}
-    return Sample(pending.image_id, pending.split, images, instance_map=ids,
-                  instance_category=category)
+        return glass_sample(pending.image_id, pending.split, images, files["mask"], files["rgb"])
+    return glass_sample(pending.image_id, pending.split, images, files["instance_mask"], files["rgb"],
+                        instance_ids=True)
+
+
+def glass_sample(image_id: str, split: str, images: dict[str, np.ndarray], label: Path, image: Path,
+                 *, instance_ids: bool = False) -> Sample:
+    """The label half of a glass sample (RGBP-Glass and RGB-T Glass alike): a 0/255 mask
+    becomes one semantic class for connected components; a repack's instance-id mask is
+    kept as given, every instance of class glass."""
+    shape = images["rgb"].shape
+    if not instance_ids:
+        glass = read_glass_mask(label)
+        check_same_size(shape, glass, label, image)
+        return Sample(image_id, split, images, semantic=glass.astype(np.uint8))
+    ids = read_id_map(label)
+    check_same_size(shape, ids, label, image)
+    return Sample(image_id, split, images, instance_map=ids,
+                  instance_category={int(i): 1 for i in np.unique(ids) if i != 0})
 
 
 class RGBPGlass(SourceConverter):

@@ -59,11 +59,10 @@ from aims.converters.rgbp_glass import (
     _top_entries,
     check_same_size,
     find_split_dirs,
-    read_glass_mask,
-    read_id_map,
+    glass_sample,
     source_roots,
 )
-from aims.errors import AimsError, SourceFormatError
+from aims.errors import SourceFormatError
 from aims.modalities import TEMPERATURE_OFFSET_C, TEMPERATURE_STEP_C
 
 log = logging.getLogger(__name__)
@@ -375,15 +374,8 @@ def read_sample(pending: _Pending) -> Sample:
     celsius = read_temperature(files["temperature"])
     check_same_size(rgb.shape, celsius, files["temperature"], files["rgb"])
     images = {"rgb": rgb, "temperature": celsius_to_code(celsius, files["temperature"])}
-    if pending.label == ORIGINAL:
-        glass = read_glass_mask(files["mask"])
-        check_same_size(rgb.shape, glass, files["mask"], files["rgb"])
-        return Sample(pending.image_id, pending.split, images, semantic=glass.astype(np.uint8))
-    ids = read_id_map(files["mask"])
-    check_same_size(rgb.shape, ids, files["mask"], files["rgb"])
-    category = {int(i): 1 for i in np.unique(ids) if i != 0}
-    return Sample(pending.image_id, pending.split, images, instance_map=ids,
-                  instance_category=category)
+    return glass_sample(pending.image_id, pending.split, images, files["mask"], files["rgb"],
+                        instance_ids=pending.label != ORIGINAL)
 
 
 class _ThermalStream(SampleStream):

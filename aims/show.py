@@ -1,0 +1,88 @@
+"""``aims show``: pictures of a prepared dataset, optionally with a model's predictions.
+
+Drawing lives in :mod:`aims.visualize`; this module picks the rows, reads predictions in
+any of the three formats and computes the IoU shown on each panel at native resolution
+(the ``aims`` protocol's rule), so a panel never disagrees with ``aims score``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from aims.errors import AimsError
+
+
+def _native_masks(pred, size: tuple[int, int]) -> dict[int, np.ndarray]:
+    """{instance id: boolean mask} of one image's predictions at ``size``; masks of
+    another size (simcmf 256×256) are resized with nearest neighbour for display."""
+    import cv2
+
+    from aims.predictions import counts_to_mask
+
+    out = {}
+    for i, inst in enumerate(pred.ids.tolist()):
+        h, w = (int(v) for v in pred.sizes[i])
+        mask = pred.dense[i] if pred.dense is not None else counts_to_mask(pred.counts[i], (h, w))
+        if (h, w) != size:
+            mask = cv2.resize(mask.astype(np.uint8), size[::-1], interpolation=cv2.INTER_NEAREST).astype(bool)
+        out[int(inst)] = np.asarray(mask, dtype=bool)
+    return out
+
+
+def show_dataset(
+    *,
+    data_dir: Path | None,
+    configs: Sequence[str] | None,
+    split: str,
+    limit: int,
+    predictions: Path | None,
+    out: Path,
+) -> list[Path]:
+    """Write panels for the first ``limit`` images of ``split`` of each config, and one
+    statistics plot per config; returns the paths written."""
+    from aims.loader import load_dataset
+    from aims.paths import default_dataset_dir
+    from aims.schema import CONFIGS
+    from aims.visualize import render_panel, render_statistics
+
+    data_dir = Path(data_dir or default_dataset_dir())
+    present = sorted(p.parent.name for p in data_dir.glob("*/aims_config.json"))
+    if not present:
+        raise AimsError(f"{data_dir} holds no prepared config; run `aims prepare` first "
+                        "or pass --data-dir.", path=data_dir)
+    configs = list(configs or present)
+    unknown = [c for c in configs if c not in present]
+    if unknown:
+        raise AimsError(f"{data_dir} has no config {', '.join(unknown)} (prepared: {', '.join(present)}).",
+                        path=data_dir)
+    folder = None
+    if predictions is not None:
+        from aims.predictions import read_predictions
+
+        folder = read_predictions(predictions)
+    written = []
+    for config in configs:
+        ds = load_dataset(config, data_dir=data_dir)
+        if split not in ds:
+            raise AimsError(f"config {config!r} has no split {split!r} (has: {', '.join(ds)}).", path=data_dir)
+        columns = [c.name for c in CONFIGS[config].modality_columns] if config in CONFIGS else []
+        rows = ds[split]
+        for k in range(min(limit, len(rows))):
+            example = rows[k]
+            preds = ious = None
+            if folder is not None and example["image_id"] in folder.index.get(config, {}):
+                id_map = np.asarray(example["instances"]).astype(np.int64)
+                preds = _native_masks(folder.image(config, example["image_id"]), id_map.shape)
+                ious = {}
+                for inst, mask in preds.items():
+                    gt = id_map == inst
+                    union = np.logical_or(gt, mask).sum()
+                    ious[inst] = float(np.logical_and(gt, mask).sum() / union) if union else None
+            path = out / config / f"{example['image_id']}.png"
+            written.append(render_panel(example, config, path, modality_columns=columns,
+                                        predictions=preds, ious=ious))
+        written.append(render_statistics({s: ds[s] for s in ds}, config, out / f"statistics-{config}.png"))
+    return written

@@ -1,0 +1,48 @@
+"""`aims demo` runs every product on the miniatures and says where each output is."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import datasets
+import pytest
+
+pytest.importorskip("torch", reason="the demo's baseline step needs the [baselines] extra")
+
+
+def test_demo_builds_everything_within_three_minutes(tmp_path):
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "aims", "demo", "--out", str(tmp_path), "--no-progress"],
+                            capture_output=True, text=True, env=dict(os.environ), timeout=400)
+    elapsed = time.perf_counter() - start
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert elapsed < 180, f"demo took {elapsed:.0f} s"
+    out = result.stdout
+    for name in ("dataset", "predictions", "results", "leaderboard", "panels"):
+        assert f"  {name}" in out
+    results = json.loads((tmp_path / "scores" / "results.json").read_text())
+    assert set(results["configs"]) == {"depth", "hha", "nir", "polarization", "polarization-zju", "thermal"}
+    assert results["headline"]["complete"] and results["method"] == "simcmf-tiny-demo"
+    page = (tmp_path / "leaderboard" / "site" / "index.html").read_text()
+    assert "simcmf-tiny-demo" in page and "reported in paper" in page
+    assert len(list((tmp_path / "panels").rglob("*.png"))) == 18
+    assert len(datasets.load_dataset(str(tmp_path / "dataset"), "polarization-zju", split="test")) == 2
+
+
+def test_show_and_publish_cli(nyuv2_prepared, tmp_path):
+    show = subprocess.run([sys.executable, "-m", "aims", "show", "--data-dir", str(nyuv2_prepared),
+                           "--config", "depth", "--limit", "1", "--out", str(tmp_path / "p")],
+                          capture_output=True, text=True)
+    assert show.returncode == 0, show.stderr
+    assert (tmp_path / "p" / "depth" / "0002.png").is_file() and (tmp_path / "p" / "statistics-depth.png").is_file()
+    missing = subprocess.run([sys.executable, "-m", "aims", "show", "--data-dir", str(nyuv2_prepared),
+                              "--config", "nir"], capture_output=True, text=True)
+    assert missing.returncode == 2 and "no config nir" in missing.stderr
+    dry = subprocess.run([sys.executable, "-m", "aims", "publish", "--repo-id", "my-lab/aims", "--data-dir",
+                          str(nyuv2_prepared), "--dry-run"], capture_output=True, text=True)
+    assert dry.returncode == 0, dry.stderr
+    assert "Dry run: nothing uploaded." in dry.stdout and "depth/train-00000-of-00001.parquet" in dry.stdout
