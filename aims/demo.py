@@ -38,6 +38,7 @@ def _predict_all(dataset_dir: Path, configs: list[str], root: Path, echo: Echo, 
 
     from aims.baselines.data import SampleSource, config_channel_stats, load_split, modality_normalizer
     from aims.baselines.predict import predict
+    from aims.baselines.strategies import count_parameters
     from aims.baselines.train import TrainConfig, load_run, train
     from aims.predictions import PredictionWriter
 
@@ -53,6 +54,7 @@ def _predict_all(dataset_dir: Path, configs: list[str], root: Path, echo: Echo, 
                               batch_size=2, max_steps=DEMO_TRAIN_STEPS, lr=1e-3, progress=False)
             summary = train(cfg)
             model, info = load_run(run)
+            writer.meta.setdefault("trainable_params", count_parameters(model)[0])
             norm = modality_normalizer(info["modality"], config_channel_stats(config, dataset_dir))
             source = SampleSource(load_split(config, "test", dataset_dir), info["modality"], norm,
                                   model.image_size, info["train"]["resize"])

@@ -95,6 +95,7 @@ def predict_cmd(
     from aims.baselines.model import ModelSpec, build_model
     from aims.baselines.predict import write_predictions
     from aims.baselines.sam_loading import infer_size
+    from aims.baselines.strategies import count_parameters
     from aims.baselines.train import load_run
 
     if protocol not in ("aims", "simcmf"):
@@ -123,7 +124,8 @@ def predict_cmd(
     meta = {"method": method, "model": f"SAM {model.spec.size}", "adapter": model.spec.adapter,
             "strategy": model.spec.strategy, "modality": modality, "split": split,
             "protocol": protocol, "resize": resize, "run": None if run is None else str(run),
-            "checkpoint": model.spec.checkpoint, "torch": torch.__version__}
+            "checkpoint": model.spec.checkpoint, "torch": torch.__version__,
+            "trainable_params": count_parameters(model)[0] if run is not None else 0}
     stats = write_predictions(model, source, out, config=config, meta=meta, protocol=protocol, fmt=fmt,
                               progress=progress, device=dev, dtype=dtype, prompt_batch=prompt_batch,
                               image_batch=image_batch, workers=workers)
