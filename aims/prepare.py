@@ -154,8 +154,11 @@ def prepare_source(
         names = converter.category_names(configs)
         writers = {}
         try:
+            image_columns: dict[str, list[str]] = {}
             for config in configs:
-                writers[config] = ConfigWriter(dataset_dir, config, config_features(config, names))
+                features = config_features(config, names)
+                writers[config] = ConfigWriter(dataset_dir, config, features)
+                image_columns[config] = list(features)
             stats: dict[str, ChannelStats] = {}
             seen_official: set[str] = set()
             bar = tqdm(total=len(stream), desc=f"{converter.name} → {', '.join(configs)}",
@@ -167,7 +170,7 @@ def prepare_source(
                         stats.setdefault(col, ChannelStats()).merge(acc)
                     for config, writer in writers.items():
                         row = {"image_id": item.image_id, "source": converter.name}
-                        for col in config_features(config, names):
+                        for col in image_columns[config]:
                             if col in item.encoded:
                                 row[col] = {"bytes": item.encoded[col], "path": None}
                         row.update(item.instance_columns)
