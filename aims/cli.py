@@ -121,19 +121,6 @@ def demo(
     run_demo(root, echo=typer.echo, progress=progress)
 
 
-def _check_loads(dataset_dir: Path, configs: list[str]) -> None:
-    """Load every config back with the real `datasets` library, as a user would."""
-    import datasets
-
-    from aims.loader import load_dataset
-
-    datasets.disable_progress_bars()
-    for config in configs:
-        ds = load_dataset(config, data_dir=dataset_dir)
-        sizes = ", ".join(f"{split} {len(part)}" for split, part in ds.items())
-        typer.echo(f"  load_dataset({config!r}) → {sizes} rows")
-
-
 @app.command()
 def score(
     predictions: Annotated[Path, typer.Argument(help="Predictions folder (RLE *.json, <config>/<image_id>.npz "
