@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -10,21 +9,15 @@ import pytest
 
 from aims.errors import AimsError
 from aims.hha import NYU_COLOR_INTRINSICS, compute_hha, matlab_uint8
+from conftest import require_shared
 
 CHANNELS = ("disparity (R)", "height (G)", "angle (B)")
 
 
 def _hha_dir() -> Path:
     """The shared HHA oracle folder, read in place (never copied into the repo)."""
-    root = os.environ.get("AIMS_SHARED_DATA")
-    base = Path(root) if root else Path(__file__).resolve().parents[2] / "shared" / "data"
-    folder = base / "hha"
-    if not (folder / "0.png").is_file() or not (folder / "matlab_hha.png").is_file():
-        pytest.skip(
-            f"HHA oracle not found: {folder} (expected 0.png and matlab_hha.png from "
-            "/work/shared/data/hha; set AIMS_SHARED_DATA to the folder holding hha/)"
-        )
-    return folder
+    require_shared("hha", "matlab_hha.png")
+    return require_shared("hha", "0.png").parent
 
 
 def _read_rgb(path: Path) -> np.ndarray:

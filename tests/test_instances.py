@@ -4,9 +4,7 @@ and a plain skimage + scipy reference, on synthetic and (when present) real NYUv
 from __future__ import annotations
 
 import io
-import os
 import tarfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,16 +15,10 @@ from skimage.measure import label as sk_label
 from aims.clicks import click_aims, clicks_simcmf
 from aims.errors import AimsError
 from aims.instances import Instances, instances_from_id_map, split_instances
+from conftest import require_shared, shared_data_dir
 
 
-def shared_data() -> Path:
-    """The read-only shared data folder (repo checked out beside ``shared/``), or
-    ``$AIMS_SHARED_DATA``."""
-    env = os.environ.get("AIMS_SHARED_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-NYU_TGZ = shared_data() / "nyuv2" / "nyuv2_test_class13.tgz"
+NYU_TGZ = shared_data_dir() / "nyuv2" / "nyuv2_test_class13.tgz"
 
 
 def reference_split(semantic: np.ndarray, ignore=(0, 255), connectivity: int = 8):
@@ -237,8 +229,7 @@ def test_instances_from_id_map_bad_input():
 
 
 def _nyu_maps(step: int) -> list[np.ndarray]:
-    if not NYU_TGZ.is_file():
-        pytest.skip(f"real NYUv2 labels not found at {NYU_TGZ} (set AIMS_SHARED_DATA)")
+    require_shared("nyuv2", NYU_TGZ.name)
     maps = []
     with tarfile.open(NYU_TGZ) as tf:  # read in place, never extracted or copied
         members = sorted(
