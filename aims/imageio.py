@@ -1,4 +1,4 @@
-"""Deterministic, lossless PNG encoding for dataset columns.
+"""Deterministic, lossless PNG encoding for dataset columns; lossless reading of source images.
 
 Why PNG: every modality AIMS stores (16-bit depth in millimetres, 8-bit HHA/RGB, 16-bit
 instance maps) fits PNG exactly, and a Hugging Face ``Image`` column decodes PNG with
@@ -9,9 +9,18 @@ rebuilt from the same source, so the encoder and its settings are pinned here, i
 OpenCV's ``imencode`` writes no timestamps or text chunks, so the same array and the same
 OpenCV/libpng build give the same bytes. OpenCV works in BGR order; this module takes and
 returns RGB(A), like Pillow and ``datasets`` do, and does the swap itself.
+
+Reading source files (:func:`read_image`): Pillow decodes 16-bit *colour* PNGs and TIFFs
+to 8 bits without a warning (it keeps the high byte), which silently halves the bit depth
+of e.g. RGBP-Glass's 16-bit RGB. :func:`read_image` therefore asks Pillow only what the
+file holds and hands 16-bit colour to OpenCV (libtiff/libpng, lossless, LZW included);
+everything Pillow decodes exactly (1-bit, 8-bit, 16-bit grey, palette) stays with Pillow.
 """
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -77,3 +86,64 @@ def decode_png(data: bytes) -> np.ndarray:
     elif arr.ndim == 3 and arr.shape[2] == 4:
         arr = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA)
     return arr
+
+
+def _raw_mode(img: object) -> str:
+    """The pixel layout in the file as Pillow's decoder names it (``"RGB;16B"`` for 16-bit
+    big-endian RGB), or "" when Pillow does not say."""
+    tiles = getattr(img, "tile", None) or []
+    if not tiles:
+        return ""
+    args = tiles[0][3]
+    if isinstance(args, tuple):
+        args = args[0] if args else ""
+    return args if isinstance(args, str) else ""
+
+
+def _wide_colour(img: object) -> bool:
+    """True for colour images with more than 8 bits per sample, which Pillow would cut to
+    8 bits when decoding."""
+    return getattr(img, "mode", "") in ("RGB", "RGBA") and ";16" in _raw_mode(img)
+
+
+def _decode_wide_colour(data: bytes, size: tuple[int, int], channels: int) -> np.ndarray:
+    arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise ValueError("OpenCV could not decode its pixel data (truncated or corrupt)")
+    w, h = size
+    if arr.dtype != np.uint16 or arr.shape != (h, w, channels):
+        raise ValueError(
+            f"its header says {w}×{h} with {channels} 16-bit channels but the pixels decode as "
+            f"{arr.dtype} {arr.shape}"
+        )
+    code = cv2.COLOR_BGR2RGB if channels == 3 else cv2.COLOR_BGRA2RGBA
+    return cv2.cvtColor(arr, code)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """The pixels of an image file (PNG, TIFF, anything Pillow opens) exactly as stored.
+
+    Returns ``(H, W)`` for grey (bool for 1-bit, uint8, uint16 for 16-bit, int32 for
+    32-bit), palette indices (uint8) for palette images, and ``(H, W, 3)`` RGB or
+    ``(H, W, 4)`` RGBA in uint8 or **uint16** (16-bit colour is decoded by OpenCV, because
+    Pillow would drop the low byte). Raises ``FileNotFoundError`` when the file is missing
+    and ``ValueError`` saying why when it is not a readable image (truncated, corrupt,
+    too large for Pillow's decompression-bomb limit).
+    """
+    from PIL import Image
+
+    path = Path(path)
+    try:
+        img = Image.open(path)
+    except FileNotFoundError:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"not a readable image ({exc})") from None
+    with img:
+        if _wide_colour(img):
+            return _decode_wide_colour(path.read_bytes(), img.size, len(img.mode))
+        try:
+            img.load()
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            raise ValueError(f"its pixel data cannot be decoded ({exc})") from None
+        return np.array(img)

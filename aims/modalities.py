@@ -56,15 +56,37 @@ def to_array(value: Any) -> np.ndarray:
     raise TypeError(f"cannot read an image from a {type(value).__name__}")
 
 
-def _rgb01(value: Any) -> np.ndarray:
+#: full-scale value of the ``rgb`` column per stored dtype: the tensor is value / full
+#: scale, so an 8-bit and a 16-bit recording of the same scene give the same [0, 1] channels
+_RGB_FULL_SCALE = {np.dtype(np.uint8): np.float32(255), np.dtype(np.uint16): np.float32(65535)}
+
+
+def _colour_array(value: Any) -> np.ndarray:
     arr = to_array(value)
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
     if arr.ndim != 3 or arr.shape[2] not in (3, 4):
         raise ValueError(f"expected an RGB image, got shape {arr.shape}")
+    return arr
+
+
+def _rgb01(value: Any) -> np.ndarray:
+    """An 8-bit 3-channel column (HHA, AoLP/DoLP codes, polarizer angles) / 255."""
+    arr = _colour_array(value)
     if arr.dtype != np.uint8:
         raise ValueError(f"expected an 8-bit RGB image, got dtype {arr.dtype}")
     return np.ascontiguousarray(arr[:, :, :3].transpose(2, 0, 1), dtype=np.float32) / np.float32(255)
+
+
+def _rgb_unit(value: Any) -> np.ndarray:
+    """The ``rgb`` column in [0, 1]: uint8 / 255, or uint16 / 65535 (RGBP-Glass's 16-bit RGB
+    read losslessly from the PNG bytes). Decoded by Pillow, as ``datasets`` does, a 16-bit
+    PNG arrives as its high byte in uint8 and gives (value >> 8) / 255, within 1/255."""
+    arr = _colour_array(value)
+    scale = _RGB_FULL_SCALE.get(arr.dtype)
+    if scale is None:
+        raise ValueError(f"expected an 8- or 16-bit RGB image, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr[:, :, :3].transpose(2, 0, 1), dtype=np.float32) / scale
 
 
 def _depth_metres(value: Any) -> np.ndarray:
@@ -135,7 +157,7 @@ def register_modality(modality: Modality) -> Modality:
     return modality
 
 
-register_column(ColumnDecoder("rgb", 3, _rgb01, "RGB / 255, in [0, 1]"))
+register_column(ColumnDecoder("rgb", 3, _rgb_unit, "RGB / 255 (8-bit) or / 65535 (16-bit), in [0, 1]"))
 register_column(ColumnDecoder("depth", 1, _depth_metres, "metres (uint16 mm / 1000); 0 = missing"))
 register_column(ColumnDecoder("hha", 3, _rgb01, "HHA / 255, in [0, 1]"))
 
@@ -196,11 +218,14 @@ def _temperature_celsius(value: Any) -> np.ndarray:
 
 
 # Polarization (RGBP-Glass, config ``polarization``): trichromatic AoLP and DoLP stored as
-# 8-bit R,G,B codes; the release does not publish the code → radians map, so / 255.
+# 8-bit R,G,B codes; the release does not publish the code → radians map, so / 255. Its RGB
+# is stored 16-bit (the release's bit depth) and decodes to RGB / 65535: the same [0, 1]
+# intensity as every other RGB column, so the 9 channels keep their meaning.
 register_column(ColumnDecoder("aolp", 3, _rgb01, "AoLP code / 255 per colour channel (R, G, B), in [0, 1]"))
 register_column(ColumnDecoder("dolp", 3, _rgb01, "DoLP code / 255 per colour channel (R, G, B), in [0, 1]"))
 register_modality(Modality("polarization", ("rgb", "aolp", "dolp"),
-                           description="[R, G, B, AoLP_R, AoLP_G, AoLP_B, DoLP_R, DoLP_G, DoLP_B] / 255"))
+                           description="[R, G, B] / 65535 (16-bit; / 255 when 8-bit), "
+                           "[AoLP_R, AoLP_G, AoLP_B, DoLP_R, DoLP_G, DoLP_B] / 255: all in [0, 1]"))
 register_column(ColumnDecoder("temperature", 1, _temperature_celsius, "degrees Celsius"))
 register_modality(Modality("thermal", ("temperature",), description="temperature in degrees Celsius"))
 # RGB-thermal: stacked [R, G, B, T] then permuted with seed 0 → [B, R, G, T] (like rgb-nir).
@@ -275,8 +300,9 @@ def modality_tensor(example: Mapping[str, Any], modality: str) -> np.ndarray:
     """The float32 ``(C, H, W)`` input of ``modality`` for one dataset row.
 
     ``depth``: 1 channel in metres (0 = missing stays 0); ``hha`` and ``rgb``: 3 channels
-    divided by 255; ``rgb-depth``/``rgb-hha``: the stacked channels in a fixed shuffled
-    order (see :meth:`Modality.permutation`).
+    divided by 255 (a 16-bit RGB column, as ``polarization`` stores it: by 65535);
+    ``rgb-depth``/``rgb-hha``: the stacked channels in a fixed shuffled order (see
+    :meth:`Modality.permutation`).
     """
     try:
         spec = MODALITIES[modality]

@@ -32,6 +32,10 @@ INSTANCE_COLUMNS = (
 )
 
 
+#: the ``rgb`` column of every config that does not say otherwise
+DEFAULT_RGB_UNITS = "registered RGB, 8-bit PNG"
+
+
 @dataclass(frozen=True)
 class ModalityColumn:
     """One stored modality image column: its name, how it is encoded and its units (the
@@ -51,6 +55,8 @@ class ConfigSchema:
     modality_columns: tuple[ModalityColumn, ...]
     has_rgb: bool = True
     tags: tuple[str, ...] = field(default_factory=tuple)
+    #: encoding and units of the ``rgb`` column (a source may store it at more than 8 bits)
+    rgb_units: str = DEFAULT_RGB_UNITS
 
     @property
     def column_names(self) -> list[str]:
@@ -60,7 +66,7 @@ class ConfigSchema:
 
     def units_text(self) -> dict[str, str]:
         """``{column: "encoding; units"}`` of the image columns, for the dataset card."""
-        out = {"rgb": "registered RGB, 8-bit PNG"} if self.has_rgb else {}
+        out = {"rgb": self.rgb_units} if self.has_rgb else {}
         out.update({m.name: f"{m.encoding}; {m.units}" for m in self.modality_columns})
         return out
 
@@ -123,6 +129,19 @@ register_config(
     )
 )
 
+#: RGBP-Glass's RGB: the release's image/<id>_rgb.tiff is 16 bits per channel (LZW TIFF),
+#: kept bit for bit. Pillow (hence `datasets`' Image decoding and PGSNet's own loader) keeps
+#: only the high byte of a 16-bit colour image, so the text says how to get all 16 bits.
+POLARIZATION_RGB_UNITS = (
+    "16-bit RGB PNG (uint16), the release's image/<id>_rgb.tiff bit for bit (16 bits per "
+    "channel; an 8-bit source image would be stored 8-bit). Decoded by Pillow, as `datasets` "
+    "does for `row['rgb']`, it reads as 8-bit = value >> 8 (the high byte), which is exactly "
+    "what PGSNet's own Pillow loader sees; for all 16 bits read the PNG bytes "
+    "(`datasets.Image(decode=False)`) with `aims.imageio.decode_png`. "
+    "`aims.modality_tensor`: value / 65535 in [0, 1] (given a Pillow-decoded row: "
+    "(value >> 8) / 255, within 1/255 of it)"
+)
+
 register_config(
     ConfigSchema(
         name="polarization",
@@ -132,16 +151,19 @@ register_config(
                 "aolp",
                 "8-bit RGB PNG (uint8)",
                 "angle of linear polarization per colour channel, the release's 8-bit codes "
-                "in R,G,B order (the release's TIFF holds B,G,R)",
+                "in R,G,B order (stored channel k = channel 2−k of aolp/<id>_aolp.tiff, which "
+                "holds B,G,R); code → radians not published (likely [0, π) → 0..255)",
             ),
             ModalityColumn(
                 "dolp",
                 "8-bit RGB PNG (uint8)",
                 "degree of linear polarization per colour channel, the release's 8-bit codes "
-                "in R,G,B order (the release's TIFF holds B,G,R)",
+                "in R,G,B order (stored channel k = channel 2−k of dolp/<id>_dolp.tiff, which "
+                "holds B,G,R); likely [0, 1] → 0..255",
             ),
         ),
         tags=("polarization",),
+        rgb_units=POLARIZATION_RGB_UNITS,
     )
 )
 register_config(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aims.imageio import decode_png, encode_png
+from aims.imageio import decode_png, encode_png, read_image
 
 
 @pytest.mark.parametrize(
@@ -59,3 +59,67 @@ def test_decode_rejects_non_png():
         decode_png(b"GIF89a....")
     with pytest.raises(ValueError):
         decode_png(encode_png(np.zeros((4, 4), np.uint8))[:20])
+
+
+# --------------------------------------------------------------------------- read_image
+
+
+def _tiff_lzw(path, rgb):
+    """A 3/4-channel LZW TIFF holding ``rgb`` (OpenCV takes BGR)."""
+    import cv2
+
+    code = cv2.COLOR_RGB2BGR if rgb.shape[2] == 3 else cv2.COLOR_RGBA2BGRA
+    assert cv2.imwrite(str(path), cv2.cvtColor(rgb, code), [cv2.IMWRITE_TIFF_COMPRESSION, 5])
+    return path
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_read_image_keeps_16_bit_colour(tmp_path, channels):
+    rng = np.random.default_rng(1)
+    arr = rng.integers(0, 65536, (9, 11, channels), dtype=np.uint16)
+    tiff = _tiff_lzw(tmp_path / "a.tiff", arr)
+    png = tmp_path / "a.png"
+    png.write_bytes(encode_png(arr))
+    for path in (tiff, png):
+        out = read_image(path)
+        assert out.dtype == np.uint16 and out.shape == arr.shape
+        np.testing.assert_array_equal(out, arr)
+        # what Pillow alone gives: the high byte (why read_image exists)
+        np.testing.assert_array_equal(np.asarray(Image.open(path))[..., :3], (arr >> 8)[..., :3])
+
+
+def test_read_image_keeps_what_pillow_reads_exactly(tmp_path):
+    rng = np.random.default_rng(2)
+    rgb8 = rng.integers(0, 256, (6, 7, 3), dtype=np.uint8)
+    Image.fromarray(rgb8).save(tmp_path / "rgb8.tiff", compression="tiff_lzw")
+    np.testing.assert_array_equal(read_image(tmp_path / "rgb8.tiff"), rgb8)
+    mask = rng.random((6, 7)) > 0.5
+    Image.fromarray(mask).save(tmp_path / "mask.png")  # 1-bit PNG
+    assert Image.open(tmp_path / "mask.png").mode == "1"
+    out = read_image(tmp_path / "mask.png")
+    assert out.dtype == bool
+    np.testing.assert_array_equal(out, mask)
+    grey16 = rng.integers(0, 65536, (6, 7), dtype=np.uint16)
+    (tmp_path / "g16.png").write_bytes(encode_png(grey16))
+    np.testing.assert_array_equal(read_image(tmp_path / "g16.png"), grey16)
+    pal = Image.fromarray(rng.integers(0, 4, (6, 7), dtype=np.uint8), mode="L").convert("P")
+    pal.save(tmp_path / "pal.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "pal.png"), np.asarray(pal))
+
+
+def test_read_image_errors(tmp_path):
+    arr = np.random.default_rng(3).integers(0, 65536, (40, 50, 3), dtype=np.uint16)
+    data = _tiff_lzw(tmp_path / "a.tiff", arr).read_bytes()
+    (tmp_path / "cut.tiff").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError):
+        read_image(tmp_path / "cut.tiff")
+    corrupt = bytearray(data)
+    corrupt[200:2000] = bytes(1800)  # pixel data zeroed, header intact
+    (tmp_path / "bad.tiff").write_bytes(bytes(corrupt))
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        read_image(tmp_path / "bad.tiff")
+    (tmp_path / "text.tiff").write_text("not an image")
+    with pytest.raises(ValueError, match="not a readable image"):
+        read_image(tmp_path / "text.tiff")
+    with pytest.raises(FileNotFoundError):
+        read_image(tmp_path / "absent.png")

@@ -89,3 +89,49 @@ def test_registering_a_modality_is_a_few_lines():
 def test_column_tensor_matches_modality_tensor():
     depth, _, _ = _example()
     np.testing.assert_array_equal(column_tensor("depth", depth), modality_tensor({"depth": depth}, "depth"))
+
+
+def test_16_bit_rgb_is_unit_range_and_close_to_what_pillow_sees():
+    rng = np.random.default_rng(4)
+    rgb16 = rng.integers(0, 65536, (5, 7, 3), dtype=np.uint16)
+    png = encode_png(rgb16)
+    exact = modality_tensor({"rgb": {"bytes": png, "path": None}}, "rgb")
+    np.testing.assert_allclose(exact, rgb16.transpose(2, 0, 1) / 65535.0, rtol=1e-6)
+    # Pillow (and so `datasets`' decoded rows) keeps the high byte: value >> 8, / 255
+    pil = _pil(rgb16)
+    assert pil.mode == "RGB"
+    seen = modality_tensor({"rgb": pil}, "rgb")
+    np.testing.assert_allclose(seen, (rgb16 >> 8).transpose(2, 0, 1) / 255.0, rtol=1e-6)
+    assert np.abs(seen - exact).max() <= 1 / 255 + 1e-6
+    with pytest.raises(ValueError, match="8- or 16-bit"):
+        modality_tensor({"rgb": rgb16.astype(np.int32)}, "rgb")
+
+
+def test_polarization_with_16_bit_rgb_keeps_its_channels():
+    rng = np.random.default_rng(5)
+    rgb16 = rng.integers(0, 65536, (4, 6, 3), dtype=np.uint16)
+    aolp = rng.integers(0, 255, (4, 6, 3), dtype=np.uint8)
+    dolp = rng.integers(0, 256, (4, 6, 3), dtype=np.uint8)
+    x = modality_tensor({"rgb": rgb16, "aolp": aolp, "dolp": dolp}, "polarization")
+    assert x.shape == (9, 4, 6) and x.dtype == np.float32
+    np.testing.assert_allclose(x[:3], rgb16.transpose(2, 0, 1) / 65535.0, rtol=1e-6)
+    np.testing.assert_allclose(x[3:6], aolp.transpose(2, 0, 1) / 255.0, rtol=1e-6)
+    np.testing.assert_allclose(x[6:], dolp.transpose(2, 0, 1) / 255.0, rtol=1e-6)
+    # an 8-bit RGB of the same scene gives the same channels within one 8-bit step
+    x8 = modality_tensor({"rgb": (rgb16 >> 8).astype(np.uint8), "aolp": aolp, "dolp": dolp},
+                         "polarization")
+    assert np.abs(x8 - x).max() <= 1 / 255 + 1e-6
+
+
+def test_schema_states_the_rgb_bit_depth():
+    from aims.schema import DEFAULT_RGB_UNITS, get_config
+
+    assert get_config("depth").units_text()["rgb"] == DEFAULT_RGB_UNITS
+    text = get_config("polarization").units_text()["rgb"]
+    assert "16-bit" in text and "value >> 8" in text and "PGSNet" in text
+
+
+def test_8_bit_columns_stay_8_bit():
+    # only `rgb` may be 16-bit; an AoLP/HHA column documented as code / 255 may not
+    with pytest.raises(ValueError, match="8-bit"):
+        modality_tensor({"hha": np.zeros((2, 2, 3), np.uint16)}, "hha")
