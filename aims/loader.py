@@ -3,8 +3,14 @@
 ``datasets.load_dataset(folder, config)`` already reads the prepared folder (parquet +
 README ``configs:``); this wrapper only finds the folder and, when the config is missing,
 says which folder was searched and the exact command that prepares it, instead of the
-generic "file not found" that ``datasets`` would raise. It also passes the shard list
-explicitly, so that a re-prepared config is not served from a stale ``datasets`` cache.
+generic "file not found" that ``datasets`` would raise.
+
+It reads the config folder's own shards with the ``parquet`` builder instead of going
+through the card: the features travel in each shard's schema metadata, so the result is
+the same, but it never depends on README.md. A config that is complete on disk therefore
+loads even when a killed ``prepare`` left the card behind, and a re-prepared config is
+not served from a stale ``datasets`` cache (resolved file lists are keyed on the files'
+modification times; the cache of a local folder by name is keyed on the card only).
 """
 
 from __future__ import annotations
@@ -22,8 +28,21 @@ def _prepared_configs(root: Path) -> list[str]:
         return []
     return sorted(
         d.name for d in root.iterdir()
-        if d.is_dir() and not d.name.startswith(".") and (d / _INFO_FILE).is_file()
+        if d.is_dir() and not d.name.startswith(".") and (d / _INFO_FILE).is_file() and _shards(d)
     )
+
+
+def _shards(folder: Path) -> dict[str, list[str]]:
+    """The config folder's parquet shards per split, splits in canonical order."""
+    from aims.writer import SHARD_NAME
+
+    shards: dict[str, list[str]] = {}
+    for p in sorted(folder.glob("*.parquet")):
+        m = SHARD_NAME.match(p.name)
+        if m and p.is_file():
+            shards.setdefault(m["split"], []).append(str(p))
+    order = ("train", "validation", "test")
+    return dict(sorted(shards.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else 3, kv[0])))
 
 
 def load_dataset(
@@ -48,34 +67,25 @@ def load_dataset(
         root = Path(data_dir).expanduser()
     folder = root / config
     prepared = _prepared_configs(root)
-    if config not in prepared or not (root / "README.md").is_file() or not any(folder.glob("*.parquet")):
+    if config not in prepared:
         have = f" Prepared configs there: {', '.join(prepared)}." if prepared else ""
         raise AimsError(
             f"AIMS config {config!r} is not prepared: searched {folder} (no {_INFO_FILE} and "
-            f"parquet shards, or no README.md in {root}).{have} Prepare it with "
+            f"parquet shards).{have} Prepare it with "
             f"`aims prepare --modality {config}`"
             + ("" if data_dir is None else f" --out {root}")
             + (" (or set AIMS_HOME / pass data_dir= to point at an existing copy)."
                if data_dir is None else "."),
             path=folder,
         )
-    shards: dict[str, list[str]] = {}
-    for p in sorted(folder.glob("*.parquet")):
-        shards.setdefault(p.name.split("-", 1)[0], []).append(str(p))
-    order = ("train", "validation", "test")
-    shards = dict(sorted(shards.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else 3, kv[0])))
+    shards = _shards(folder)
     splits = list(shards)
-    if split is not None:
-        if split not in splits:
-            raise AimsError(
-                f"config {config!r} in {root} has no split {split!r}; available: {', '.join(splits)}",
-                path=folder,
-            )
+    if split is not None and split not in splits:
+        raise AimsError(
+            f"config {config!r} in {root} has no split {split!r}; available: {', '.join(splits)}",
+            path=folder,
+        )
     import datasets
 
-    # The shards are passed explicitly because `datasets` keys its Arrow cache of a local
-    # folder on the README's `configs:` patterns only (not on the files): after a re-prepare
-    # it would silently serve the old data. Resolved file lists are keyed on their
-    # modification times, so a rewritten config gets a fresh cache.
     kwargs.setdefault("data_files", shards)
-    return datasets.load_dataset(str(root), config, split=split, **kwargs)
+    return datasets.load_dataset("parquet", split=split, **kwargs)

@@ -5,17 +5,31 @@ gets the same instance rules, the same click points, the same lossless encodings
 same statistics. The per-image work (derived channels such as HHA, connected components,
 click points, PNG encoding) runs in a process pool; the order of rows, and therefore the
 bytes written, does not depend on the number of workers.
+
+Pool workers die with the process that started them, even when it is killed with
+``SIGKILL`` and runs no clean-up: on Linux each worker asks the kernel for
+``PR_SET_PDEATHSIG(SIGKILL)`` when it starts; elsewhere (or if that call fails) a watchdog
+thread in the worker polls its parent process id. Without either, a worker of a killed
+``prepare`` blocks forever on the task pipe, whose write end its sibling workers still hold.
+The kernel signal is tied to the *thread* that forked the worker; the pool is created and
+fed by the thread that runs :func:`prepare_source`, which outlives the pool.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aims import __version__
+from aims.atomic import process_alive
 from aims.converters.base import Sample, Skipped, SourceConverter
 from aims.errors import AimsError
 
@@ -44,6 +58,8 @@ class SourceResult:
 
     counts: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
     skipped: list[Skipped] = field(default_factory=list)
+    #: config folders of the dataset that the card left out, as "folder: reason" (also logged)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _process(converter: SourceConverter, configs: Sequence[str], sample: Sample) -> _Processed:
@@ -105,6 +121,46 @@ def _warm_imports() -> None:
     import aims.stats  # noqa: F401
 
 
+_PR_SET_PDEATHSIG = 1
+#: how often the fallback watchdog looks at the parent (seconds)
+WATCHDOG_INTERVAL_S = 0.5
+
+
+def _set_parent_death_signal() -> bool:
+    """Ask the Linux kernel to SIGKILL this process when its parent dies. False elsewhere
+    or when the call is not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # pragma: no cover - no libc prctl
+        return False
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    return prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+
+
+def _watch_parent(first_ppid: int, owner_pid: int) -> None:
+    """Watchdog thread: exit as soon as the parent changes (we were re-parented because it
+    died) or the process that owns the pool is gone."""
+    while os.getppid() == first_ppid and process_alive(owner_pid):
+        time.sleep(WATCHDOG_INTERVAL_S)
+    os._exit(1)
+
+
+def die_with_parent(owner_pid: int) -> None:
+    """Pool initializer: make this worker end when ``owner_pid`` (the process that created
+    the pool) ends, however it ends. The parent is checked again *after* arming the kernel
+    signal: a parent that died before that would never send it."""
+    first_ppid = os.getppid()
+    armed = _set_parent_death_signal()
+    if os.getppid() != first_ppid or not process_alive(owner_pid):
+        os._exit(1)
+    if not armed:
+        threading.Thread(target=_watch_parent, args=(first_ppid, owner_pid), daemon=True,
+                         name="aims-parent-watchdog").start()
+
+
 def _processed_stream(converter: SourceConverter, configs: Sequence[str], samples: Iterable[Sample],
                       workers: int) -> Iterator[_Processed]:
     """Per-image work in ``workers`` processes, yielded in source order, with a bounded
@@ -115,7 +171,8 @@ def _processed_stream(converter: SourceConverter, configs: Sequence[str], sample
         return
     in_flight = max(2 * workers, 4)
     _warm_imports()
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent,
+                             initargs=(os.getpid(),)) as pool:
         pending = []
         for sample in samples:
             pending.append(pool.submit(_process, converter, configs, sample))
@@ -146,9 +203,11 @@ def prepare_source(
     from aims.modalities import MODALITIES
     from aims.schema import config_features
     from aims.stats import ChannelStats
-    from aims.writer import ConfigInfo, ConfigWriter
+    from aims.writer import ConfigInfo, ConfigWriter, check_dataset_dir
 
     workers = default_workers() if workers is None else workers
+    # refuse a folder we would damage before downloading or converting anything
+    check_dataset_dir(dataset_dir, configs)
     stream = converter.open(configs, source=source, downloader=downloader)
     with stream:
         names = converter.category_names(configs)
@@ -211,6 +270,9 @@ def prepare_source(
                     notes=[*converter.info.notes, *desc.notes, *skipped_notes],
                 )
                 result.counts[config] = writer.commit(info)
+                for b in writer.broken_configs:
+                    if f"{b.folder}: {b.reason}" not in result.warnings:
+                        result.warnings.append(f"{b.folder}: {b.reason}")
         except BaseException:
             for writer in writers.values():
                 writer.abort()

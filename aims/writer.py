@@ -20,19 +20,64 @@ Why this shape:
   byte-identical files (pinned library versions assumed), so rebuilds can be verified by hash.
 - Streaming: rows are consumed one by one and written in row groups, so a config larger
   than memory can be written.
+
+What the writer never destroys. ``--out`` may point at a folder that holds other things,
+so only what AIMS wrote is ever replaced:
+
+- A config folder is replaced only when it is an *AIMS config folder*: a real directory
+  (not a symbolic link) holding nothing but ``aims_config.json`` and
+  ``<split>-NNNNN-of-NNNNN.parquet`` shards, whose ``aims_config.json`` carries the marker
+  ``"format": "aims-config/1"`` (any ``aims-config/`` version). Files written before the
+  marker existed are accepted when they are a JSON object with the keys every toolkit
+  version wrote (``config``, ``counts``, ``protocol``, ``toolkit_version``) and ``config``
+  equal to the folder's name. An empty directory is replaced too (nothing to lose).
+  Anything else is refused with :class:`~aims.errors.AimsError` before any work is done,
+  and again under the lock right before the swap.
+- ``README.md`` is overwritten only when absent or when it is a regular file that
+  :func:`aims.card.is_aims_card` recognises (the ``<!-- aims-card -->`` line, or the
+  heading and ``pretty_name`` of a card written before that line existed). A symbolic
+  link is never written through nor replaced.
+
+A config folder whose ``aims_config.json`` cannot be read (not JSON, not an object, wrong
+field types, over :data:`CONFIG_INFO_MAX_BYTES`, nested too deeply, a link or a FIFO) is
+left alone: the card omits it with a warning section and a logged warning, and every other
+config is still written.
+
+Crash guarantees (``SIGKILL`` at any instant of :meth:`ConfigWriter.commit`), relying on
+``rename`` being atomic:
+
+1. Every config folder on disk is complete (the previous one or the new one, never a mix).
+2. A config listed by the card whose folder exists loads with plain
+   ``datasets.load_dataset(folder, config)``: the card is rewritten to list the new config
+   *before* its folder is renamed into place, so a complete config is never unlisted.
+   For a first write the card may, until the rename, list a config whose folder is not
+   there yet; loading that one config fails as "not prepared", which is the truth, and
+   other configs are unaffected (``datasets`` resolves only the requested config's files).
+3. Replacing a config swaps the two folders with one ``renameat2(RENAME_EXCHANGE)`` on
+   Linux, so the config is present at every instant. Where that call is missing (other
+   systems, some file systems) two renames are used, and a kill between them leaves the
+   config absent; the next write restores the previous folder from ``.old-<config>-*``.
+4. :func:`aims.load_dataset` does not depend on the card at all: it reads the config
+   folder's own shards.
+5. Leftovers of killed runs (``.tmp-*``/``.old-*`` folders, ``.README.md.tmp-*`` files)
+   are removed by the next write into the same folder.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import errno
 import json
+import logging
 import os
 import re
 import secrets
 import shutil
-from collections.abc import Iterable, Iterator, Mapping
+import stat
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,11 +88,24 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from aims import __version__
+from aims.atomic import atomic_write_text, process_alive, remove_stale_temporaries
 from aims.errors import AimsError
 from aims.imageio import encode_png
 
+log = logging.getLogger(__name__)
+
 #: File in each config folder that records its :class:`ConfigInfo`.
 CONFIG_INFO_FILE = "aims_config.json"
+#: The marker in ``aims_config.json`` that says "AIMS wrote this folder"; a later layout
+#: bumps the number, and any ``aims-config/`` version counts as ours.
+CONFIG_FORMAT = "aims-config/1"
+CONFIG_FORMAT_PREFIX = "aims-config/"
+#: ``aims_config.json`` files larger than this are not read (ours are a few kB).
+CONFIG_INFO_MAX_BYTES = 10 * 2**20
+#: ``README.md`` files larger than this are not read to decide whether they are ours.
+CARD_MAX_BYTES = 10 * 2**20
+#: The card's file name in the dataset folder.
+CARD_FILE = "README.md"
 #: Split order used for files, counts and the card.
 SPLIT_ORDER = ("train", "validation", "test")
 #: Row groups hold at most this many rows (``datasets`` uses 100 for image data) …
@@ -60,7 +118,58 @@ PARQUET_COMPRESSION_LEVEL = 3
 
 _CONFIG_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _SPLIT_NAME = re.compile(r"^\w+$")
+#: the only names a config folder written by AIMS holds besides aims_config.json
+SHARD_NAME = re.compile(r"^(?P<split>\w+?)-\d{5}-of-\d{5}\.parquet$")
 _ALIGNED = ("instance_ids", "category", "area", "bbox", "point", "point_simcmf")
+#: keys every toolkit version wrote; recognises an aims_config.json from before CONFIG_FORMAT
+_LEGACY_KEYS = frozenset({"config", "counts", "protocol", "toolkit_version"})
+
+
+# --------------------------------------------------------------------------- ConfigInfo
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_str_list(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def _is_str_dict(v: Any, value_ok: Callable[[Any], bool]) -> bool:
+    return isinstance(v, dict) and all(isinstance(k, str) and value_ok(x) for k, x in v.items())
+
+
+def _is_counts(v: Any) -> bool:
+    return _is_str_dict(v, lambda c: _is_str_dict(c, lambda n: _is_int(n) and n >= 0)) and all(
+        _SPLIT_NAME.match(s) for s in v)
+
+
+def _is_stats(v: Any) -> bool:
+    return _is_str_dict(v, lambda st: _is_str_dict(
+        st, lambda xs: isinstance(xs, list) and all(_is_number(x) for x in xs)))
+
+
+#: field → (check, what it must be); what a card needs to render without surprises
+_FIELD_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "config": (lambda v: isinstance(v, str) and bool(_CONFIG_NAME.match(v)),
+               "a config name (lower-case letters, digits, '-' and '_')"),
+    **{name: (lambda v: isinstance(v, str), "a string") for name in (
+        "description", "source", "homepage", "license", "license_name", "license_link",
+        "citation", "toolkit_version", "protocol")},
+    "columns": (lambda v: _is_str_dict(v, lambda x: isinstance(x, str)), "an object of strings"),
+    "category_names": (_is_str_list, "a list of strings"),
+    "connectivity": (lambda v: _is_int(v) and v in (4, 8), "4 or 8"),
+    "ignore_labels": (lambda v: isinstance(v, list) and all(_is_int(x) for x in v), "a list of integers"),
+    "channel_stats": (_is_stats, "an object {column: {statistic: [numbers]}}"),
+    "counts": (_is_counts, "an object {split: {'images': n, 'instances': n}} of non-negative integers"),
+    "notes": (_is_str_list, "a list of strings"),
+    "image_notes": (_is_str_list, "a list of strings"),
+}
 
 
 @dataclass
@@ -94,15 +203,26 @@ class ConfigInfo:
     image_notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The JSON object, led by the ``format`` marker that makes the folder ours."""
+        return {"format": CONFIG_FORMAT, **dataclasses.asdict(self)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ConfigInfo:
-        """Build from JSON; unknown keys (from a newer toolkit) are ignored, not fatal."""
+        """Build from JSON, checking every known field's type (the card is rendered from
+        them); unknown keys (from a newer toolkit) are ignored, not fatal. Raises
+        ``ValueError`` naming the first bad field."""
         names = {f.name for f in dataclasses.fields(cls)}
         data = dict(data)
         if "modality_columns" in data and "columns" not in data:  # early spelling
             data["columns"] = data.pop("modality_columns")
+        fmt = data.get("format", CONFIG_FORMAT)
+        if not (isinstance(fmt, str) and fmt.startswith(CONFIG_FORMAT_PREFIX)):
+            raise ValueError(f"its \"format\" is {fmt!r:.60}, not an AIMS config format ({CONFIG_FORMAT})")
+        if "config" not in data:
+            raise ValueError("it has no \"config\" key")
+        for name, (ok, what) in _FIELD_CHECKS.items():
+            if name in data and not ok(data[name]):
+                raise ValueError(f"its field {name!r} is not {what}")
         return cls(**{k: v for k, v in data.items() if k in names})
 
     def to_json(self) -> str:
@@ -110,33 +230,194 @@ class ConfigInfo:
 
     @classmethod
     def load(cls, path: str | Path) -> ConfigInfo:
-        """Read ``aims_config.json`` (a file, or the config folder holding it)."""
+        """Read ``aims_config.json`` (a file, or the config folder holding it). Raises
+        :class:`AimsError` naming the file when it cannot be read or is not a ConfigInfo."""
         p = Path(path)
         if p.is_dir():
             p = p / CONFIG_INFO_FILE
-        return cls.from_dict(json.loads(p.read_text(encoding="utf-8")))
+        try:
+            return cls.from_dict(read_json_object(p, CONFIG_INFO_MAX_BYTES))
+        except ValueError as exc:
+            raise AimsError(f"{p} is not a readable AIMS config description: {exc}. Prepare "
+                            "the config again (`aims prepare`) to rewrite it.", path=p) from None
+
+
+def read_json_object(path: Path, max_bytes: int) -> dict[str, Any]:
+    """A JSON object from a *regular* file of at most ``max_bytes``, without following a
+    symbolic link, blocking on a FIFO or reading a device. Raises ``ValueError`` with a
+    short reason that names no content of the file."""
+    raw = _read_regular(path, max_bytes)
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"{path.name} is not UTF-8 text") from None
+    except RecursionError:
+        raise ValueError(f"{path.name} is nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path.name} is not valid JSON (line {exc.lineno}, column {exc.colno})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path.name} holds a JSON {type(data).__name__}, not an object")
+    return data
+
+
+def _read_regular(path: Path, max_bytes: int) -> bytes:
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        if os.path.islink(path):
+            raise ValueError(f"{path.name} is a symbolic link")
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise ValueError(f"{path.name} cannot be opened ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ValueError(f"{path.name} is not a regular file")
+    with os.fdopen(fd, "rb") as fh:
+        try:
+            raw = fh.read(max_bytes + 1)
+        except OSError as exc:
+            raise ValueError(f"{path.name} cannot be read ({exc.strerror or exc})") from None
+    if len(raw) > max_bytes:
+        raise ValueError(f"{path.name} is larger than {max_bytes // 2**20} MB")
+    return raw
+
+
+@dataclass(frozen=True)
+class BrokenConfig:
+    """A folder that looks like a config (it holds ``aims_config.json``) but cannot be
+    listed in the card; ``reason`` names no absolute path (the card is published)."""
+
+    folder: str
+    reason: str
+
+
+@dataclass
+class ConfigScan:
+    """The configs of a dataset folder, in card order, and the folders left out."""
+
+    infos: list[ConfigInfo] = field(default_factory=list)
+    broken: list[BrokenConfig] = field(default_factory=list)
+
+
+def scan_configs(dataset_dir: str | Path) -> ConfigScan:
+    """Every config present in a prepared dataset folder, in card order (registered configs
+    in registry order, then others alphabetically). Hidden (temporary) folders are skipped;
+    a folder whose ``aims_config.json`` cannot be read is reported in ``broken``, never fatal."""
+    root = Path(dataset_dir)
+    scan = ConfigScan()
+    if not root.is_dir():
+        return scan
+    for d in sorted(root.iterdir()):
+        if d.name.startswith(".") or not os.path.lexists(d / CONFIG_INFO_FILE):
+            continue
+        try:
+            if d.is_symlink():
+                raise ValueError("the folder is a symbolic link")
+            info = ConfigInfo.from_dict(read_json_object(d / CONFIG_INFO_FILE, CONFIG_INFO_MAX_BYTES))
+            if info.config != d.name:
+                raise ValueError(f"it describes config {info.config!r}, but its folder is named {d.name!r}")
+        except ValueError as exc:
+            scan.broken.append(BrokenConfig(d.name, str(exc)))
+            continue
+        scan.infos.append(info)
+    scan.infos = _card_order(scan.infos)
+    return scan
+
+
+def _card_order(infos: Iterable[ConfigInfo]) -> list[ConfigInfo]:
+    """Registered configs in registry order, then the others alphabetically."""
+    from aims.schema import CONFIGS
+
+    order = {name: i for i, name in enumerate(CONFIGS)}
+    return sorted(infos, key=lambda i: (order.get(i.config, len(order)), i.config))
 
 
 def load_config_infos(dataset_dir: str | Path) -> list[ConfigInfo]:
-    """Every config present in a prepared dataset folder, in card order (registered configs
-    in registry order, then others alphabetically). Hidden (temporary) folders are skipped."""
-    from aims.schema import CONFIGS
-
-    root = Path(dataset_dir)
-    if not root.is_dir():
-        return []
-    infos = [
-        ConfigInfo.load(d / CONFIG_INFO_FILE)
-        for d in sorted(root.iterdir())
-        if d.is_dir() and not d.name.startswith(".") and (d / CONFIG_INFO_FILE).is_file()
-    ]
-    order = {name: i for i, name in enumerate(CONFIGS)}
-    infos.sort(key=lambda i: (order.get(i.config, len(order)), i.config))
-    return infos
+    """The readable configs of a dataset folder in card order (see :func:`scan_configs`)."""
+    return scan_configs(dataset_dir).infos
 
 
 def _split_sort_key(split: str) -> tuple[int, str]:
     return (SPLIT_ORDER.index(split) if split in SPLIT_ORDER else len(SPLIT_ORDER), split)
+
+
+# --------------------------------------------------------------------------- what is ours
+
+
+def config_folder_problem(folder: Path, config: str | None = None) -> str | None:
+    """``None`` when ``folder`` may be replaced by a new config (absent, an empty real
+    directory, or an AIMS config folder as the module docstring defines it); otherwise
+    why it may not, as a phrase that follows the folder's path. ``config`` is the config
+    the folder holds when its name is not that (a set-aside ``.old-<config>-…`` folder)."""
+    if not os.path.lexists(folder):
+        return None
+    if folder.is_symlink():
+        return "is a symbolic link, not a config folder written by AIMS"
+    if not folder.is_dir():
+        return "is a file, not a config folder written by AIMS"
+    entries = sorted(p.name for p in folder.iterdir())
+    if not entries:
+        return None
+    if CONFIG_INFO_FILE not in entries:
+        return f"is not a config folder written by AIMS (it has no {CONFIG_INFO_FILE})"
+    try:
+        data = read_json_object(folder / CONFIG_INFO_FILE, CONFIG_INFO_MAX_BYTES)
+    except ValueError as exc:
+        return f"is not recognisable as a config folder written by AIMS: {exc}"
+    fmt = data.get("format")
+    legacy = fmt is None and _LEGACY_KEYS <= data.keys() and data.get("config") == (config or folder.name)
+    if not legacy and not (isinstance(fmt, str) and fmt.startswith(CONFIG_FORMAT_PREFIX)):
+        return (f"is not a config folder written by AIMS (its {CONFIG_INFO_FILE} has no "
+                f"\"format\": \"{CONFIG_FORMAT}\" marker)")
+    foreign = [n for n in entries if n != CONFIG_INFO_FILE and not SHARD_NAME.match(n)]
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        return f"holds files AIMS does not write ({shown})"
+    return None
+
+
+def card_problem(dataset_dir: Path) -> str | None:
+    """``None`` when ``README.md`` in ``dataset_dir`` may be (over)written with the card;
+    otherwise why not, as a phrase that follows the file's path."""
+    from aims.card import is_aims_card
+
+    path = dataset_dir / CARD_FILE
+    if not os.path.lexists(path):
+        return None
+    if path.is_symlink():
+        return "is a symbolic link; AIMS never writes through or replaces one"
+    try:
+        raw = _read_regular(path, CARD_MAX_BYTES)
+    except ValueError as exc:
+        return f"is not a dataset card written by AIMS ({exc})"
+    if not is_aims_card(raw.decode("utf-8", errors="replace")):
+        return "is not a dataset card written by AIMS (it has no `<!-- aims-card -->` line)"
+    return None
+
+
+def _refusal(path: Path, problem: str, what: str) -> AimsError:
+    return AimsError(
+        f"{path} {problem}, so AIMS will not replace it with {what}. Choose an empty folder "
+        f"for the dataset (--out DIR), or move {path.name} out of {path.parent}, then run again.",
+        path=path,
+    )
+
+
+def check_dataset_dir(dataset_dir: str | Path, configs: Iterable[str]) -> None:
+    """Refuse, before any work, a dataset folder where writing ``configs`` would replace
+    something AIMS did not write: a file where the folder should be, a non-AIMS config
+    folder or link, or a README.md that is not an AIMS card. Raises :class:`AimsError`."""
+    root = Path(dataset_dir)
+    if os.path.lexists(root) and not root.is_dir():
+        raise _not_a_folder(root)
+    if not root.is_dir():
+        return
+    for config in configs:
+        problem = config_folder_problem(root / config)
+        if problem:
+            raise _refusal(root / config, problem, f"the {config!r} config")
+    problem = card_problem(root)
+    if problem:
+        raise _refusal(root / CARD_FILE, problem, "the dataset card")
 
 
 # --------------------------------------------------------------------------- filesystem
@@ -151,7 +432,17 @@ def _not_writable(dataset_dir: Path, exc: BaseException) -> AimsError:
     )
 
 
+def _not_a_folder(dataset_dir: Path) -> AimsError:
+    return AimsError(
+        f"cannot write the dataset folder {dataset_dir}: it is a file, not a folder. Choose "
+        "a writable folder path (e.g. `--out DIR`, or set AIMS_HOME); the file is left as it is.",
+        path=dataset_dir,
+    )
+
+
 def _ensure_dir(dataset_dir: Path) -> None:
+    if os.path.lexists(dataset_dir) and not dataset_dir.is_dir():
+        raise _not_a_folder(dataset_dir)
     try:
         dataset_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -162,20 +453,6 @@ def _ensure_dir(dataset_dir: Path) -> None:
         raise _not_writable(dataset_dir, PermissionError("no write permission"))
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:  # pragma: no cover - e.g. platforms without signals
-        return True
-    return True
-
-
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
@@ -184,19 +461,27 @@ def _remove(path: Path) -> None:
             path.unlink()
 
 
-def _clean_stale(dataset_dir: Path, config: str) -> None:
-    """Remove leftovers of killed writes of ``config`` (their pid is gone). If a kill hit
-    between the two renames of a swap, the previous good folder is put back first."""
-    target = dataset_dir / config
-    pattern = re.compile(rf"^\.(tmp|old)-{re.escape(config)}-(\d+)-[0-9a-f]+$")
+_LEFTOVER = re.compile(r"^\.(?P<kind>tmp|old)-(?P<config>[a-z0-9][a-z0-9_-]*)-(?P<pid>\d+)-[0-9a-f]+$")
+
+
+def _clean_stale(dataset_dir: Path) -> bool:
+    """Remove leftovers of killed writes of any config (their pid is gone). If a kill hit
+    between the two renames of a fallback swap, the previous good folder is put back first.
+    Returns whether a folder was put back (the card must then be rewritten)."""
+    restored = False
     for entry in sorted(dataset_dir.iterdir()):
-        m = pattern.match(entry.name)
-        if not m or _pid_alive(int(m.group(2))):
+        m = _LEFTOVER.match(entry.name)
+        if not m or process_alive(int(m["pid"])):
             continue
-        if m.group(1) == "old" and not target.exists() and (entry / CONFIG_INFO_FILE).is_file():
+        target = dataset_dir / m["config"]
+        if (m["kind"] == "old" and not os.path.lexists(target) and entry.is_dir()
+                and not entry.is_symlink() and (entry / CONFIG_INFO_FILE).is_file()
+                and config_folder_problem(entry, m["config"]) is None):
             os.rename(entry, target)
+            restored = True
         else:
             _remove(entry)
+    return restored
 
 
 @contextlib.contextmanager
@@ -218,29 +503,65 @@ def _dataset_lock(dataset_dir: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+#: swap a replaced config with one atomic exchange where the system offers it; False
+#: forces the two-rename fallback everywhere (tests cover that path with it)
+USE_RENAME_EXCHANGE = True
+
+
+def _rename_exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``),
+    so a reader sees one or the other at every instant. ``False`` where the system or the
+    file system does not offer it; the caller then falls back to two renames."""
+    if not (USE_RENAME_EXCHANGE and sys.platform.startswith("linux")):
+        return False
     try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # pragma: no cover - glibc < 2.28, musl
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):  # pragma: no cover
+        return False
+    raise OSError(err, os.strerror(err), str(b))
 
 
-def write_readme(dataset_dir: str | Path) -> Path:
-    """Regenerate ``README.md`` from every ``aims_config.json`` in ``dataset_dir``
-    (atomically: temp file + ``os.replace``)."""
+_warned: set[tuple[str, BrokenConfig]] = set()
+
+
+def _warn_broken(root: Path, broken: Iterable[BrokenConfig]) -> None:
+    """Log each left-out folder once per process (a prepare rewrites the card per config)."""
+    for b in broken:
+        key = (str(root.resolve()), b)
+        if key not in _warned:
+            _warned.add(key)
+            log.warning("warning: %s is not listed in the dataset card: %s. Prepare that config "
+                        "again, or move the folder out of %s.", root / b.folder, b.reason, root)
+
+
+def write_readme(dataset_dir: str | Path, *, pending: ConfigInfo | None = None) -> list[BrokenConfig]:
+    """Regenerate ``README.md`` from every readable ``aims_config.json`` in ``dataset_dir``
+    (plus ``pending``, a config about to be renamed into place, which replaces its folder's
+    entry), atomically. Refuses (:class:`AimsError`) to overwrite a README.md that is not an
+    AIMS card. Returns the config folders left out because they cannot be read (also logged)."""
     from aims.card import render_card
 
     root = Path(dataset_dir)
-    path = root / "README.md"
-    _atomic_write_text(path, render_card(load_config_infos(root)))
-    return path
+    problem = card_problem(root)
+    if problem:
+        raise _refusal(root / CARD_FILE, problem, "the dataset card")
+    scan = scan_configs(root)
+    if pending is not None:
+        infos = _card_order([i for i in scan.infos if i.config != pending.config] + [pending])
+        scan = ConfigScan(infos, [b for b in scan.broken if b.folder != pending.config])
+    atomic_write_text(root / CARD_FILE,
+                      render_card(scan.infos, broken=[(b.folder, b.reason) for b in scan.broken]))
+    _warn_broken(root, scan.broken)
+    return scan.broken
 
 
 # --------------------------------------------------------------------------- rows
@@ -404,10 +725,16 @@ class ConfigWriter:
         self._counts: dict[str, dict[str, int]] = {}
         self._seen_ids: set[str] = set()
         self._done = False
+        #: config folders the card left out at commit (unreadable aims_config.json)
+        self.broken_configs: list[BrokenConfig] = []
 
         _ensure_dir(self.dataset_dir)
         with _dataset_lock(self.dataset_dir):
-            _clean_stale(self.dataset_dir, config)
+            remove_stale_temporaries(self.dataset_dir)  # .README.md.tmp-* of killed runs
+            restored = _clean_stale(self.dataset_dir)
+            check_dataset_dir(self.dataset_dir, [config])
+            if restored:
+                write_readme(self.dataset_dir)
         self.tmp = self.dataset_dir / f".tmp-{config}-{os.getpid()}-{secrets.token_hex(4)}"
         try:
             self.tmp.mkdir()
@@ -469,8 +796,19 @@ class ConfigWriter:
         swap the config into place and regenerate README.md. Returns the counts per split.
 
         Raises :class:`AimsError` when no row was written at all or a split named in
-        ``required_splits`` is empty; nothing is swapped in then.
+        ``required_splits`` is empty, or when the config folder or README.md turned into
+        something AIMS did not write meanwhile; nothing is swapped in then.
         """
+        for _ in self.commit_steps(info, required_splits=required_splits):
+            pass
+        return self.counts
+
+    def commit_steps(self, info: ConfigInfo, *, required_splits: Iterable[str] = ()) -> Iterator[str]:
+        """:meth:`commit`, one file-system step at a time: yields a name after each step
+        (``"shards"``, ``"card"``, ``"swap"`` or ``"set-aside"`` + ``"swap"``, ``"cleanup"``).
+        Each yield is an instant where a ``SIGKILL`` leaves the dataset consistent as the
+        module docstring promises, so tests can inspect the folder at every one. Run it to
+        the end; closing it early aborts like an exception would."""
         if self._done:
             raise RuntimeError(f"ConfigWriter for {self.config!r} is already committed or aborted")
         if info.config != self.config:
@@ -488,8 +826,9 @@ class ConfigWriter:
             for shard in self._shards.values():
                 shard.close()
             final = self._final_info(info)
-            (self.tmp / CONFIG_INFO_FILE).write_text(final.to_json(), encoding="utf-8")
-            self._swap()
+            atomic_write_text(self.tmp / CONFIG_INFO_FILE, final.to_json())
+            yield "shards"
+            yield from self._swap(final)
         except OSError as exc:
             self.abort()
             raise self._os_error(exc) from exc
@@ -497,7 +836,6 @@ class ConfigWriter:
             self.abort()
             raise
         self._done = True
-        return self.counts
 
     def _final_info(self, info: ConfigInfo) -> ConfigInfo:
         category_names = list(info.category_names)
@@ -517,22 +855,38 @@ class ConfigWriter:
             info, counts=self.counts, category_names=category_names, columns=columns, channel_stats=stats
         )
 
-    def _swap(self) -> None:
+    def _swap(self, final: ConfigInfo) -> Iterator[str]:
+        """Card first, then the folder (see the module docstring for why this order)."""
         target = self.dataset_dir / self.config
         with _dataset_lock(self.dataset_dir):
-            old = None
-            if target.exists() or target.is_symlink():
-                old = self.dataset_dir / f".old-{self.config}-{os.getpid()}-{secrets.token_hex(4)}"
-                os.rename(target, old)
+            problem = config_folder_problem(target)  # again: it may have changed meanwhile
+            if problem:
+                raise _refusal(target, problem, f"the {self.config!r} config")
+            self.broken_configs = write_readme(self.dataset_dir, pending=final)
+            yield "card"
             try:
-                os.rename(self.tmp, target)
+                if os.path.lexists(target) and _rename_exchange(self.tmp, target):
+                    yield "swap"  # self.tmp now holds the previous config
+                elif os.path.lexists(target):
+                    old = self.dataset_dir / f".old-{self.config}-{os.getpid()}-{secrets.token_hex(4)}"
+                    os.rename(target, old)
+                    try:
+                        yield "set-aside"  # a kill here: the next write puts `old` back
+                        os.rename(self.tmp, target)
+                    except BaseException:
+                        os.rename(old, target)
+                        raise
+                    yield "swap"
+                    _remove(old)
+                else:
+                    os.rename(self.tmp, target)
+                    yield "swap"
             except BaseException:
-                if old is not None:
-                    os.rename(old, target)
+                with contextlib.suppress(Exception):
+                    write_readme(self.dataset_dir)  # list what is on disk again
                 raise
-            if old is not None:
-                _remove(old)
-            write_readme(self.dataset_dir)
+            _remove(self.tmp)
+            yield "cleanup"
 
     def abort(self) -> None:
         """Drop everything written so far; the previous config folder stays as it was."""
@@ -564,8 +918,9 @@ def write_config(
     ``info.channel_stats`` are kept.
 
     Returns the config folder. Raises :class:`AimsError` when ``dataset_dir`` cannot be
-    written or a split is empty; on any error the previous config folder is untouched and
-    the temporary folder is removed.
+    written, a split is empty, or writing would replace a folder or README.md that AIMS did
+    not write (see the module docstring); on any error the previous config folder is
+    untouched and the temporary folder is removed.
     """
     if not rows_by_split:
         raise AimsError(f"config {info.config!r}: no splits given, nothing to write")

@@ -70,3 +70,30 @@ def test_render_is_deterministic_and_handles_empty():
     infos = [_info("depth")]
     assert render_card(infos) == render_card(infos)
     assert DatasetCard(render_card([])).data.to_dict()["configs"] == []
+
+
+def test_card_carries_the_marker_that_makes_it_replaceable():
+    from aims.card import CARD_MARKER, is_aims_card
+
+    text = render_card([_info("depth")])
+    assert CARD_MARKER in text.splitlines()
+    assert DatasetCard(text).data.to_dict()["configs"][0]["config_name"] == "depth"
+    assert is_aims_card(text)
+    # a card from before the marker line existed is still recognised as ours …
+    legacy = "\n".join(line for line in text.splitlines() if line != CARD_MARKER)
+    assert is_aims_card(legacy)
+    # … but a user's README is not, even one that mentions AIMS
+    for foreign in ("# My project\n", "---\nlicense: mit\n---\n# AIMS: Any Image Modality Segmentation\n",
+                    "See <!-- aims card --> and AIMS: Any Image Modality Segmentation", ""):
+        assert not is_aims_card(foreign), foreign
+
+
+def test_broken_folders_become_a_warning_section():
+    broken = [("hha", "aims_config.json is not valid JSON (line 1, column 3)"),
+              ("x`<b>", "it describes config 'depth', but its folder is named 'x'")]
+    text = render_card([_info("depth")], broken=broken)
+    assert "## Folders not included" in text and "**Warning:**" in text
+    assert "- hha: aims\\_config.json is not valid JSON" in text
+    assert "<b>" not in text and "x\\`\\<b\\>" in text  # folder names are text, not markup
+    assert [c["config_name"] for c in DatasetCard(text).data.to_dict()["configs"]] == ["depth"]
+    assert "Folders not included" not in render_card([_info("depth")])

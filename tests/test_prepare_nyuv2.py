@@ -240,3 +240,28 @@ def test_killed_prepare_leaves_the_good_dataset_and_reruns(nyuv2_miniature, tmp_
     assert rerun.returncode == 0, rerun.stderr
     assert not any(p.name.startswith(".tmp") for p in out.iterdir())
     assert len(load_dataset("hha", "test", data_dir=out)) == 3
+
+
+def test_foreign_output_is_refused_before_the_source_is_read(tmp_path):
+    """The output checks come first: a README.md that is not an AIMS card stops prepare
+    before the (here missing) source is even looked at, so no download or conversion is
+    wasted, and the README survives."""
+    out = tmp_path / "ds"
+    out.mkdir()
+    (out / "README.md").write_text("# my notes\n")
+    with pytest.raises(AimsError, match="README.md.*not a dataset card written by AIMS"):
+        prepare_source(CONVERTER, ["depth"], dataset_dir=out, source=tmp_path / "no-such-source",
+                       workers=1, progress=False)
+    assert (out / "README.md").read_text() == "# my notes\n"
+    assert sorted(p.name for p in out.iterdir()) == ["README.md"]
+
+
+def test_broken_config_elsewhere_is_reported_in_the_result(nyuv2_miniature, tmp_path):
+    out = tmp_path / "ds"
+    (out / "thermal").mkdir(parents=True)
+    (out / "thermal" / "aims_config.json").write_text("{ not json")
+    result = prepare_source(CONVERTER, ["depth"], dataset_dir=out, source=nyuv2_miniature,
+                            workers=1, progress=False)
+    assert result.warnings == ["thermal: aims_config.json is not valid JSON (line 1, column 3)"]
+    assert (out / "thermal" / "aims_config.json").read_text() == "{ not json"
+    assert len(load_dataset("depth", "test", data_dir=out)) == 3

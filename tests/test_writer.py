@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import datasets
@@ -448,3 +449,200 @@ def test_schema_columns_and_adding_a_config(tmp_path):
         assert "nir" in ConfigInfo.load(out / "nir-test").columns
     finally:
         CONFIGS.pop("nir-test", None)
+
+
+# ---------------------------------------------------------------- only what AIMS wrote is replaced
+
+
+def test_config_json_carries_the_format_marker(tmp_path):
+    from aims.writer import CONFIG_FORMAT
+
+    out = tmp_path / "ds"
+    write(out, "depth")
+    data = json.loads((out / "depth" / CONFIG_INFO_FILE).read_text())
+    assert data["format"] == CONFIG_FORMAT
+    from aims.card import CARD_MARKER, is_aims_card
+
+    card = (out / "README.md").read_text()
+    assert CARD_MARKER in card.splitlines() and is_aims_card(card)
+
+
+def test_configs_written_before_the_marker_are_still_replaced(tmp_path):
+    """A dataset prepared by an earlier toolkit (no "format" key, no marker line in the
+    card) must not block a re-prepare."""
+    out = tmp_path / "ds"
+    write(out, "depth")
+    info_path = out / "depth" / CONFIG_INFO_FILE
+    data = json.loads(info_path.read_text())
+    del data["format"]
+    info_path.write_text(json.dumps(data))
+    card = out / "README.md"
+    card.write_text("\n".join(line for line in card.read_text().splitlines() if "aims-card" not in line) + "\n")
+    write(out, "depth", seed=7)
+    assert_same(datasets.load_dataset(str(out), "depth", split="test", download_mode="force_redownload"),
+                make_rows("depth", 7)["test"], "depth")
+
+
+@pytest.mark.parametrize("victim", ["foreign-json", "extra-file", "no-json", "readme"])
+def test_writer_refuses_to_replace_what_it_did_not_write(tmp_path, victim):
+    out = tmp_path / "ds"
+    if victim == "readme":
+        out.mkdir()
+        (out / "README.md").write_text("# my project\n")
+    else:
+        write(out, "depth") if victim == "extra-file" else (out / "depth").mkdir(parents=True)
+        if victim == "foreign-json":
+            (out / "depth" / CONFIG_INFO_FILE).write_text('{"config": "depth", "mine": true}')
+        (out / "depth" / "notes.txt").write_text("my notes")
+    before = digest_tree(out)
+    with pytest.raises(AimsError) as err:
+        write(out, "depth", seed=3)
+    named = out / ("README.md" if victim == "readme" else "depth")
+    assert str(named) in str(err.value) and "move" in str(err.value)
+    assert digest_tree(out) == before
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+# ---------------------------------------------------------------- a broken config elsewhere
+
+
+def _break(folder: Path, how: str) -> None:
+    path = folder / CONFIG_INFO_FILE
+    if how == "not-json":
+        path.write_text('{"config": "hha", "counts": ')
+    elif how == "nested":
+        path.write_text("[" * 200_000 + "]" * 200_000)
+    elif how == "huge":  # sparse: 11 MB long, nothing on disk
+        with open(path, "r+b") as fh:
+            fh.truncate(11 * 2**20)
+    elif how == "wrong-types":
+        data = json.loads(path.read_text())
+        data["counts"] = {"train": {"images": "many"}}
+        path.write_text(json.dumps(data))
+    elif how == "other-name":
+        data = json.loads(path.read_text())
+        data["config"] = "depth"
+        path.write_text(json.dumps(data))
+    elif how == "fifo":
+        path.unlink()
+        os.mkfifo(path)
+    elif how == "dev-zero-link":
+        path.unlink()
+        path.symlink_to("/dev/zero")
+
+
+@pytest.mark.parametrize("how", ["not-json", "nested", "huge", "wrong-types", "other-name", "fifo",
+                                 "dev-zero-link"])
+def test_broken_config_elsewhere_is_left_out_with_a_warning(tmp_path, how, caplog):
+    out = tmp_path / "ds"
+    write(out, "hha")
+    _break(out / "hha", how)
+    untouched = sorted(p.name for p in (out / "hha").iterdir())
+    with caplog.at_level("WARNING", logger="aims.writer"):
+        write(out, "depth")
+    card = (out / "README.md").read_text()
+    configs = DatasetCard.load(out / "README.md").data.to_dict()["configs"]
+    assert [c["config_name"] for c in configs] == ["depth"]
+    assert "Folders not included" in card and "- hha:" in card
+    assert any("hha" in r.getMessage() for r in caplog.records)
+    assert sorted(p.name for p in (out / "hha").iterdir()) == untouched
+    assert len(datasets.load_dataset(str(out), "depth", split="test")) == 3
+    # and a later write still works (the broken folder never blocks the others)
+    write(out, "depth", seed=2)
+    assert_same(aims.load_dataset("depth", "test", data_dir=out), make_rows("depth", 2)["test"], "depth")
+
+
+def test_broken_config_elsewhere_under_the_cli(nyuv2_miniature, tmp_path):
+    """`aims prepare` succeeds, says which folder it left out, and writes the card."""
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).with_name("aims")
+    if not exe.exists():
+        pytest.skip("the aims console script is not installed")
+    out = tmp_path / "ds"
+    write(out, "hha")
+    _break(out / "hha", "not-json")
+    result = subprocess.run([str(exe), "prepare", "-m", "depth", "--source", str(nyuv2_miniature),
+                             "--out", str(out), "--workers", "1", "--no-progress"],
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Traceback" not in output
+    assert str(out / "hha") in output and "not valid JSON" in output
+    assert "Folders not included" in (out / "README.md").read_text()
+    assert len(datasets.load_dataset(str(out), "depth", split="test")) == 3
+
+
+# ---------------------------------------------------------------- a kill at every step of a commit
+
+
+def _folder_rows(folder: Path, split: str) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return [i for p in sorted(folder.glob(f"{split}-*.parquet")) for i in pq.read_table(p, columns=["image_id"])
+            .column("image_id").to_pylist()]
+
+
+def _assert_every_complete_config_loads(out: Path) -> None:
+    """What a SIGKILL at this instant leaves: every config folder on disk loads, by name,
+    with plain `datasets` and with aims.load_dataset, and gives that folder's rows."""
+    for folder in sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        want = _folder_rows(folder, "test")
+        plain = datasets.load_dataset(str(out), folder.name, split="test", download_mode="force_redownload")
+        assert plain["image_id"] == want, folder.name
+        assert aims.load_dataset(folder.name, "test", data_dir=out)["image_id"] == want
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["exchange", "two-renames"])
+@pytest.mark.parametrize("scenario", ["new-config", "replace"])
+def test_a_kill_at_any_step_leaves_loadable_configs(tmp_path, monkeypatch, exchange, scenario):
+    import aims.writer
+    from aims.writer import ConfigWriter
+
+    monkeypatch.setattr(aims.writer, "USE_RENAME_EXCHANGE", exchange)
+    out = tmp_path / "ds"
+    write(out, "depth")
+    config = "hha" if scenario == "new-config" else "depth"
+    rows = make_rows(config, seed=5)
+    old_test = _folder_rows(out / config, "test") if scenario == "replace" else None
+    writer = ConfigWriter(out, config, config_features(config, CATS))
+    for split, rs in rows.items():
+        for r in rs:
+            writer.add(split, r)
+    steps = []
+    for step in writer.commit_steps(info_for(config)):
+        steps.append(step)
+        if (out / config).is_dir():
+            _assert_every_complete_config_loads(out)
+            if step not in ("swap", "cleanup"):
+                assert _folder_rows(out / config, "test") == old_test
+        else:
+            # only a first write before its rename, or the two-rename fallback between them
+            assert scenario == "new-config" and step in ("shards", "card") or step == "set-aside"
+            _assert_every_complete_config_loads(out)  # the others are unaffected
+    assert steps[-2:] == ["swap", "cleanup"] and ("set-aside" in steps) == (scenario == "replace" and not exchange)
+    assert _folder_rows(out / config, "test") == [r["image_id"] for r in rows["test"]]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_kill_between_the_two_renames_is_repaired_by_the_next_write(tmp_path):
+    """The two-rename fallback killed after setting the old folder aside: the next write
+    puts it back (and lists it) before doing anything else."""
+    out = tmp_path / "ds"
+    write(out, "depth")
+    write(out, "hha")
+    dead = 999_999_999
+    os.rename(out / "depth", out / f".old-depth-{dead}-deadbeef")
+    (out / f".README.md.tmp-{dead}-0badf00d").write_text("half a card")
+    write(out, "hha", seed=1)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    assert_same(datasets.load_dataset(str(out), "depth", split="test", download_mode="force_redownload"),
+                make_rows("depth")["test"], "depth")
+
+
+def test_aims_load_dataset_does_not_need_the_card(tmp_path):
+    out = tmp_path / "ds"
+    write(out, "depth")
+    (out / "README.md").unlink()
+    assert_same(aims.load_dataset("depth", "test", data_dir=out), make_rows("depth")["test"], "depth")
