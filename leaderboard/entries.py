@@ -8,14 +8,18 @@ never care where a number came from — only the ``source`` column says it.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import os
 import re
-import shutil
+import stat
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from aims.atomic import atomic_write_bytes, remove_stale_temporaries
 from aims.errors import AimsError
 
 #: the five modalities of the headline mean, in the paper's column order
@@ -69,12 +73,21 @@ def reference_entries() -> list[Entry]:
     return out
 
 
+def _number(value: Any) -> float | None:
+    """A finite int/float (not a bool), else None: the schema bounds these, and a row
+    built from anything else shows a dash instead of "nan" or a 300-digit number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
 def _params_millions(meta: dict[str, Any]) -> float | None:
     for key in ("trainable_params", "trainable_parameters"):
-        if isinstance(meta.get(key), (int, float)):
-            return round(meta[key] / 1e6, 2)
-    value = meta.get("trainable_params_m")
-    return float(value) if isinstance(value, (int, float)) else None
+        count = _number(meta.get(key))
+        if count is not None:
+            return round(count / 1e6, 2)
+    return _number(meta.get("trainable_params_m"))
 
 
 def entry_from_results(doc: dict[str, Any], link: str | None = None) -> Entry:
@@ -102,30 +115,80 @@ def collect(results_dir: Path | None, *, include_reference: bool = True) -> list
     from aims.results import load_results
 
     entries = reference_entries() if include_reference else []
+    if results_dir is not None and Path(results_dir).exists() and not Path(results_dir).is_dir():
+        raise AimsError(f"--results {results_dir} is not a folder (it is a file); pass the folder of results "
+                        "files that `aims leaderboard add` fills.", path=results_dir)
     if results_dir is not None and Path(results_dir).is_dir():
         for path in sorted(Path(results_dir).glob("*.json")):
             entries.append(entry_from_results(load_results(path), link=f"results/{path.name}"))
     return entries
 
 
+#: longest file name :func:`results_file_name` returns (file systems allow 255 bytes)
+MAX_FILE_NAME = 120
+
+
 def results_file_name(doc: dict[str, Any]) -> str:
-    """A stable file name for a submitted results file."""
+    """A stable file name for a submitted results file: method, model and protocol version
+    in safe characters; long or empty names are cut and made unique by a hash."""
     raw = f"{doc['method']}--{doc['model']}--{doc['protocol']['version']}"
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", raw).strip("-").lower() + ".json"
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", raw).strip("-.").lower()
+    if not stem or len(stem) + len(".json") > MAX_FILE_NAME:
+        digest = hashlib.sha256(raw.encode("utf-8")).hexdigest()[:16]
+        stem = f"{stem[:MAX_FILE_NAME - 40].rstrip('-.')}-{digest}" if stem else f"results-{digest}"
+    return stem + ".json"
+
+
+def _results_folder(results_dir: Path) -> Path:
+    """``results_dir``, created if absent; a clear error if it is a file or cannot be made."""
+    folder = Path(results_dir)
+    if folder.exists() and not folder.is_dir():
+        raise AimsError(f"--results {folder} is not a folder (it is a file); pass the leaderboard's results "
+                        "folder, or a new path to create it.", path=folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AimsError(f"cannot create the results folder {folder}: {exc.strerror or exc}; choose a writable "
+                        "--results.", path=folder) from None
+    remove_stale_temporaries(folder)
+    return folder
+
+
+def _existing_bytes(target: Path) -> bytes | None:
+    """What ``target`` holds now (None if absent); a link or anything but a regular file
+    there is refused rather than followed."""
+    from aims.results import read_regular_file
+
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        raise AimsError(f"{target} exists and is not a regular file (a link, folder or device); remove it, "
+                        "then add the results again.", path=target)
+    return read_regular_file(target)
 
 
 def add_results(path: Path, results_dir: Path) -> Path:
-    """Validate a results file and copy it into the leaderboard's results folder."""
-    from aims.results import load_results
+    """Validate a results file and copy it into the leaderboard's results folder: the
+    bytes that were validated are written, atomically, under :func:`results_file_name`."""
+    from aims.results import load_results_and_bytes
 
-    doc = load_results(path)
-    results_dir.mkdir(parents=True, exist_ok=True)
-    target = results_dir / results_file_name(doc)
-    if target.exists() and target.read_bytes() != Path(path).read_bytes():
+    doc, data = load_results_and_bytes(path)
+    folder = _results_folder(results_dir)
+    target = folder / results_file_name(doc)
+    existing = _existing_bytes(target)
+    if existing == data:
+        return target  # the same results, added again
+    if existing is not None:
         raise AimsError(
             f"{target} already holds results for {doc['method']} / {doc['model']} under "
             f"{doc['protocol']['version']}; remove it first if {path} replaces it.",
             path=target,
         )
-    shutil.copyfile(path, target)
+    try:
+        atomic_write_bytes(target, data)
+    except OSError as exc:
+        raise AimsError(f"cannot write {target}: {exc.strerror or exc}; free space or choose a writable "
+                        "--results.", path=target) from None
     return target

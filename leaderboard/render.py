@@ -3,15 +3,26 @@
 The page is one HTML file with its CSS, its sorting script and its charts (inline SVG)
 inside, plus a ``results/`` folder of the results files it links to: it can be opened
 from disk, attached to an e-mail or served by any static host, with nothing to fetch.
+
+Every name shown comes from a results file anyone can submit, so every piece of text is
+escaped for where it lands: :func:`md_text` for Markdown table cells (pipes, emphasis,
+links, code, HTML and its comments — a name holding the README's end marker must stay a
+name), :func:`html_text` for HTML text and attributes (the SVG charts included). The page's
+only script is a constant; no user data is embedded in it. Every file is written atomically.
 """
 
 from __future__ import annotations
 
 import html
-import shutil
+import math
+import re
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import quote
 
+from aims.atomic import atomic_write_bytes, atomic_write_text, remove_stale_temporaries
+from aims.errors import AimsError
 from aims.leaderboard.entries import MODALITIES, PSEUDO_MODALITIES, REPORTED, Entry
 
 _LABELS = {"thermal": "Thermal", "polarization": "Polarization", "depth": "Depth", "hha": "HHA",
@@ -24,8 +35,59 @@ _PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#
 README_START, README_END = "<!-- leaderboard:start -->", "<!-- leaderboard:end -->"
 
 
+class ReadmeMarkersError(AimsError, ValueError):
+    """The README's leaderboard block is missing or ambiguous (a ``ValueError`` too, which
+    is what callers of :func:`update_readme` have always caught)."""
+
+
+#: longest name shown; the schema allows 200 characters, reference rows are shorter
+MAX_SHOWN_CHARS = 300
+_BIDI = dict.fromkeys(map(ord, "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"))
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~$])")
+
+
+def plain_text(text: object) -> str:
+    """One line of displayable text: control characters and line/paragraph separators
+    become spaces, bidirectional overrides are dropped, and the length is capped."""
+    chars = (" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c
+             for c in str(text).translate(_BIDI))
+    out = "".join(chars)
+    return out if len(out) <= MAX_SHOWN_CHARS else out[:MAX_SHOWN_CHARS - 1] + "…"
+
+
+def md_text(text: object) -> str:
+    """Text for a Markdown table cell that renders as itself: backslash-escape Markdown's
+    punctuation (``\\ ` * _ [ ] | ~ $``, the last for GitHub's math) and write ``& < >`` as
+    entities, so no name can start a link, code span, emphasis, HTML tag or comment, or end
+    the cell or the README block."""
+    escaped = _MD_SPECIAL.sub(r"\\\1", plain_text(text))
+    return escaped.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def html_text(text: object) -> str:
+    """Text for HTML content or a quoted attribute value (SVG included)."""
+    return html.escape(plain_text(text), quote=True)
+
+
+def link_path(link: str) -> str:
+    """A relative link with every character outside ``[A-Za-z0-9/._~-]`` percent-encoded
+    (no scheme, no markup, no parenthesis can survive)."""
+    return quote(str(link), safe="/")
+
+
+def _finite(value: float | None) -> float | None:
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
 def _fmt(value: float | None, digits: int = 2) -> str:
-    return "—" if value is None else f"{value:.{digits}f}"
+    """A number for a table cell: a dash for none/NaN/inf, and never hundreds of digits
+    (validated values are percentages and millions of parameters)."""
+    value = _finite(value)
+    if value is None:
+        return "—"
+    return f"{value:.{digits}f}" if abs(value) < 1e9 else f"{value:.3g}"
 
 
 def sections(entries: Sequence[Entry]) -> list[tuple[str, list[str], list[Entry]]]:
@@ -51,37 +113,72 @@ def sections(entries: Sequence[Entry]) -> list[tuple[str, list[str], list[Entry]
 
 
 def markdown(entries: Sequence[Entry]) -> str:
-    """The leaderboard as Markdown tables (mIoU %, best mean first)."""
+    """The leaderboard as Markdown tables (mIoU %, best mean first); every name escaped."""
     parts = []
     for title, columns, rows in sections(entries):
         with_mean = title.startswith("Modalities")
         head = ["method", "model", "trainable params (M)", *(_LABELS.get(c, c) for c in columns)]
         head += ["mean"] if with_mean else []
         head += ["source"]
-        lines = [f"**{title}** (mIoU %)", "", "| " + " | ".join(head) + " |",
+        lines = [f"**{md_text(title)}** (mIoU %)", "", "| " + " | ".join(md_text(h) for h in head) + " |",
                  "|" + "---|" * 3 + "---:|" * (len(columns) + with_mean) + "---|"]
         for e in rows:
-            source = e.source if e.link is None else f"[{e.source}](leaderboard/site/{e.link})"
-            cells = [e.method, e.model, _fmt(e.trainable_params_m, 1),
+            source = md_text(e.source)
+            if e.link is not None:
+                source = f"[{source}](leaderboard/site/{link_path(e.link)})"
+            cells = [md_text(e.method), md_text(e.model), _fmt(e.trainable_params_m, 1),
                      *(_fmt(e.miou.get(c)) for c in columns)]
             cells += [_fmt(e.mean)] if with_mean else []
-            cells += [source + (f" ({e.note})" if e.note else "")]
+            cells += [source + (f" ({md_text(e.note)})" if e.note else "")]
             lines.append("| " + " | ".join(cells) + " |")
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
 
 
+#: largest README read by :func:`update_readme`
+MAX_README_BYTES = 16 * 1024 * 1024
+
+
 def update_readme(readme: Path, table: str) -> bool:
-    """Replace the text between the leaderboard markers; returns whether it changed."""
-    text = readme.read_text(encoding="utf-8")
-    if README_START not in text or README_END not in text:
-        raise ValueError(f"{readme} has no {README_START} … {README_END} block")
+    """Replace the text between the leaderboard markers; returns whether it changed.
+
+    The README must hold exactly one start and one end marker, in that order, and the
+    table none (names are escaped by :func:`markdown`), so rebuilding is idempotent: the
+    block can never grow. The file is read bounded and replaced atomically."""
+    from aims.results import read_regular_file
+
+    if README_START in table or README_END in table:
+        raise AimsError("the leaderboard table holds a README marker; it cannot be written into a README "
+                        "(names must be escaped with md_text).")
+    raw = read_regular_file(readme, limit=MAX_README_BYTES, what="README")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise AimsError(f"{readme} is not UTF-8 text; the leaderboard table goes into a UTF-8 README.",
+                        path=readme) from None
+    starts, ends = text.count(README_START), text.count(README_END)
+    if starts != 1 or ends != 1 or text.index(README_START) > text.index(README_END):
+        raise ReadmeMarkersError(f"{readme} has {starts} {README_START} and {ends} {README_END} line(s); the "
+                                 "table needs exactly one of each, the start line first", path=readme)
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
     new = f"{head}{README_START}\n{table}{README_END}{tail}"
     if new != text:
-        readme.write_text(new, encoding="utf-8")
+        _write(readme, new)
     return new != text
+
+
+def _write(path: Path, content: str | bytes) -> None:
+    """Atomic write (temporary sibling + rename; a link at ``path`` is replaced, never
+    followed), with a failure as a clear :class:`AimsError`."""
+    try:
+        if isinstance(content, bytes):
+            atomic_write_bytes(path, content)
+        else:
+            atomic_write_text(path, content)
+    except OSError as exc:
+        raise AimsError(f"cannot write {path}: {exc.strerror or exc}; free space or choose a writable "
+                        "folder.", path=path) from None
 
 
 def bar_chart(columns: Sequence[str], rows: Sequence[Entry], *, width: int = 900, height: int = 240) -> str:
@@ -100,17 +197,17 @@ def bar_chart(columns: Sequence[str], rows: Sequence[Entry], *, width: int = 900
     for g, column in enumerate(columns):
         x0 = left + g * group_w + group_w * 0.1
         for i, entry in enumerate(rows):
-            value = entry.miou.get(column)
+            value = _finite(entry.miou.get(column))
             if value is None:
                 continue
-            h = plot_h * value / 100
+            h = plot_h * min(max(value, 0.0), 100.0) / 100  # a bar never leaves the plot
             out.append(f'<rect x="{x0 + i * bar_w:.1f}" y="{top + plot_h - h:.1f}" width="{bar_w * 0.92:.1f}" '
-                       f'height="{h:.1f}" fill="{_PALETTE[i]}"><title>{html.escape(entry.method)} · '
-                       f'{html.escape(_LABELS.get(column, column))}: {value:.2f}</title></rect>')
+                       f'height="{h:.1f}" fill="{_PALETTE[i]}"><title>{html_text(entry.method)} · '
+                       f'{html_text(_LABELS.get(column, column))}: {value:.2f}</title></rect>')
         out.append(f'<text x="{left + (g + 0.5) * group_w:.1f}" y="{height - bottom + 18}" '
-                   f'text-anchor="middle">{html.escape(_LABELS.get(column, column))}</text>')
+                   f'text-anchor="middle">{html_text(_LABELS.get(column, column))}</text>')
     out.append("</svg>")
-    legend = "".join(f'<span class="key"><i style="background:{_PALETTE[i]}"></i>{html.escape(e.method)}</span>'
+    legend = "".join(f'<span class="key"><i style="background:{_PALETTE[i]}"></i>{html_text(e.method)}</span>'
                      for i, e in enumerate(rows))
     return "".join(out) + f'<div class="legend">{legend}</div>'
 
@@ -159,6 +256,7 @@ document.querySelectorAll("table.board").forEach(function (table) {
 
 def _cell(value: float | None, best: bool = False) -> str:
     cls = "num best" if best else "num"
+    value = _finite(value)
     return f'<td class="{cls}" data-value="{"" if value is None else value}">{_fmt(value)}</td>'
 
 
@@ -167,23 +265,23 @@ def _table(title: str, columns: Sequence[str], rows: Sequence[Entry]) -> str:
     head = ["method", "model", "params (M)", *(_LABELS.get(c, c) for c in columns)]
     head += ["mean"] if with_mean else []
     head += ["source"]
-    best = {c: max((e.miou.get(c) for e in rows if e.miou.get(c) is not None), default=None) for c in columns}
+    best = {c: max((v for e in rows if (v := _finite(e.miou.get(c))) is not None), default=None) for c in columns}
     body = []
     for e in rows:
-        source = html.escape(e.source)
+        source = html_text(e.source)
         if e.link:
-            source = f'<a href="{html.escape(e.link)}">{source}</a>'
+            source = f'<a href="{html_text(link_path(e.link))}">{source}</a>'
         if e.note:
-            source += f' <small>({html.escape(e.note)})</small>'
-        cells = [f'<td data-value="{html.escape(e.method)}">{html.escape(e.method)}</td>',
-                 f'<td data-value="{html.escape(e.model)}">{html.escape(e.model)}</td>',
+            source += f' <small>({html_text(e.note)})</small>'
+        cells = [f'<td data-value="{html_text(e.method)}">{html_text(e.method)}</td>',
+                 f'<td data-value="{html_text(e.model)}">{html_text(e.model)}</td>',
                  _cell(e.trainable_params_m)]
-        cells += [_cell(e.miou.get(c), e.miou.get(c) is not None and e.miou.get(c) == best[c]) for c in columns]
+        cells += [_cell(e.miou.get(c), best[c] is not None and _finite(e.miou.get(c)) == best[c]) for c in columns]
         cells += [_cell(e.mean)] if with_mean else []
-        cells.append(f'<td class="source" data-value="{html.escape(e.source)}">{source}</td>')
+        cells.append(f'<td class="source" data-value="{html_text(e.source)}">{source}</td>')
         cls = "reported" if e.source == REPORTED else "scored"
         body.append(f'<tr class="{cls}">{"".join(cells)}</tr>')
-    return (f'<table class="board"><thead><tr>{"".join(f"<th>{html.escape(h)}</th>" for h in head)}'
+    return (f'<table class="board"><thead><tr>{"".join(f"<th>{html_text(h)}</th>" for h in head)}'
             f'</tr></thead><tbody>{"".join(body)}</tbody></table>')
 
 
@@ -191,7 +289,7 @@ def page(entries: Sequence[Entry], *, version: str) -> str:
     """The leaderboard as one self-contained HTML document."""
     blocks = []
     for title, columns, rows in sections(entries):
-        blocks.append(f"<h2>{html.escape(title)}</h2>")
+        blocks.append(f"<h2>{html_text(title)}</h2>")
         blocks.append(_table(title, columns, rows))
         if title.startswith("Modalities"):
             blocks.append(bar_chart(columns, rows))
@@ -205,23 +303,45 @@ def page(entries: Sequence[Entry], *, version: str) -> str:
 the instances of each modality's test split. Click a column to sort. Rows marked “{REPORTED}” are the SimCMF
 paper's numbers (SAM ViT-B), which select the best epoch on the test split; scored rows link to their results files.</p>
 {"".join(blocks)}
-<footer>Built by aims {html.escape(version)} · <code>aims leaderboard build</code></footer>
+<footer>Built by aims {html_text(version)} · <code>aims leaderboard build</code></footer>
 <script>{_JS}</script>
 </body></html>
 """
 
 
+def _site_folder(folder: Path, what: str, *, allow_link: bool) -> Path:
+    """``folder`` as a directory (created if absent), or a clear error: a file where the
+    folder goes is refused, not replaced; so is a link unless ``allow_link`` (the user's
+    own ``--out`` may be one; a link planted inside it may not)."""
+    if (folder.is_symlink() and not allow_link) or (folder.exists() and not folder.is_dir()):
+        kind = "a link" if folder.is_symlink() else "a file"
+        raise AimsError(f"{what} {folder} is not a folder (it is {kind}); pass a folder for the static page, "
+                        "or a new path to create it.", path=folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AimsError(f"cannot create {what} {folder}: {exc.strerror or exc}; choose a writable --out.",
+                        path=folder) from None
+    remove_stale_temporaries(folder)
+    return folder
+
+
 def build_site(entries: Sequence[Entry], results_dir: Path | None, out: Path, *, version: str) -> Path:
-    """Write ``out/index.html`` and copy the linked results files beside it."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Write ``out/index.html`` and ``out/leaderboard.md`` and copy the linked results files
+    (validated again, then written) into ``out/results/``; every write is atomic, and a
+    link planted at any of those names is replaced, never written through."""
+    from aims.results import load_results_and_bytes
+
+    out = _site_folder(Path(out), "--out", allow_link=True)
     if results_dir is not None and Path(results_dir).is_dir():
-        target = out / "results"
-        target.mkdir(exist_ok=True)
-        for e in entries:
-            if e.link:
-                shutil.copyfile(Path(results_dir) / Path(e.link).name, out / e.link)
+        linked = [e for e in entries if e.link]
+        if linked:
+            copies = _site_folder(out / "results", "the page's results folder", allow_link=False)
+            for e in linked:
+                name = Path(e.link).name
+                _, data = load_results_and_bytes(Path(results_dir) / name)
+                _write(copies / name, data)
+    _write(out / "leaderboard.md", markdown(entries))
     index = out / "index.html"
-    tmp = index.with_suffix(".html.tmp")
-    tmp.write_text(page(entries, version=version), encoding="utf-8")
-    tmp.replace(index)
+    _write(index, page(entries, version=version))
     return index

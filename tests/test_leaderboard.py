@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from aims.errors import AimsError
-from aims.leaderboard.entries import add_results, collect, reference_entries
-from aims.leaderboard.render import README_END, README_START, markdown, update_readme
+from aims.leaderboard.entries import Entry, add_results, collect, reference_entries, results_file_name
+from aims.leaderboard.render import README_END, README_START, build_site, markdown, page, update_readme
+from aims.results import validate_results
 
 CHROMIUM = Path(os.environ.get("AIMS_CHROMIUM", "/usr/bin/chromium"))
 
@@ -102,14 +103,11 @@ def test_cli_build_writes_page_and_markdown(results_file, tmp_path):
 def test_page_in_headless_chromium(results_file, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api", reason="playwright (the [test] extra) not installed")
     from aims import __version__
-    from aims.leaderboard.render import build_site
 
     add_results(results_file, tmp_path / "results")
     index = build_site(collect(tmp_path / "results"), tmp_path / "results", tmp_path / "site", version=__version__)
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        browser = _launch(p)
         try:
             page = browser.new_page(viewport={"width": 1300, "height": 900})
             page.goto(index.as_uri())
@@ -141,3 +139,163 @@ def test_page_in_headless_chromium(results_file, tmp_path):
             assert shot.stat().st_size > 20_000
         finally:
             browser.close()
+
+
+def _launch(playwright):
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=[
+        "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+
+
+# --- hostile names and numbers (issue 9, item 7) -------------------------------------------
+
+HOSTILE = ("x <!-- leaderboard:end --> <script>alert(1)</script> | `c` [l](javascript:alert(2)) *b* _i_ "
+           "&amp; ~~s~~ \\| <img src=x onerror=alert(3)>")
+
+
+def hostile_entry(**changes) -> Entry:
+    fields = dict(method=HOSTILE, model="<!-- leaderboard:start -->\nm|odel", protocol="aims-v1",
+                  group="modalities", miou={"depth": 40.0, "hha": 41.0}, trainable_params_m=1.2,
+                  source='aims score 0.1.0" onmouseover="alert(4)', link='results/a"><script>alert(5)</script>.json',
+                  note="<b>note</b>")
+    fields.update(changes)
+    return Entry(**fields)
+
+
+def _cells(row: str) -> list[str]:
+    import re
+
+    return re.split(r"(?<!\\)\|", row.strip().strip("|"))
+
+
+def test_markdown_escapes_names_and_keeps_the_table_shape():
+    table = markdown([hostile_entry()])
+    assert "<" not in table and len(table.splitlines()) == 5  # no tag, comment or stray line survives
+    header = next(line for line in table.splitlines() if line.startswith("| method"))
+    row = next(line for line in table.splitlines() if "alert(1)" in line)
+    assert len(_cells(row)) == len(_cells(header)) == 10
+    assert "&lt;!-- leaderboard:end --&gt;" in row and "\\[l\\]" in row and "\\*b\\*" in row
+    assert "](leaderboard/site/results/a%22%3E%3Cscript%3Ealert%285%29%3C/script%3E.json)" in row
+
+
+def test_markdown_renders_names_literally():
+    """A CommonMark + tables renderer (markdown-it-py, installed with rich) shows each name
+    character for character in its own cell."""
+    import html
+    import re
+
+    markdown_it = pytest.importorskip("markdown_it")
+    rendered = markdown_it.MarkdownIt("commonmark").enable("table").render(markdown([hostile_entry()]))
+    cells = [html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", rendered)]
+    assert len(cells) == 10 and cells[0] == HOSTILE and cells[1] == "<!-- leaderboard:start --> m|odel"
+    assert "<script" not in rendered and "<img" not in rendered
+    assert [href.startswith("leaderboard/site/") for href in re.findall(r'href="([^"]*)"', rendered)] == [True]
+
+
+def test_readme_block_is_idempotent_with_hostile_names(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{README_START}\nold\n{README_END}\noutro\n")
+    table = markdown([*reference_entries(), hostile_entry()])
+    assert update_readme(readme, table)
+    first = readme.read_text()
+    assert not update_readme(readme, table) and readme.read_text() == first
+    assert first.count(README_START) == 1 and first.count(README_END) == 1 and first.endswith(f"{README_END}\noutro\n")
+    assert not [p for p in tmp_path.iterdir() if p.name != "README.md"]  # no temporary left
+
+
+@pytest.mark.parametrize("text", [f"a\n{README_START}\n{README_END}\n{README_END}\n",
+                                  f"a\n{README_START}\n{README_START}\n{README_END}\n",
+                                  f"a\n{README_END}\n{README_START}\n", "no markers\n"])
+def test_update_readme_refuses_an_ambiguous_block(tmp_path, text):
+    readme = tmp_path / "README.md"
+    readme.write_text(text)
+    with pytest.raises(AimsError, match="README|marker") as err:
+        update_readme(readme, "| t |\n")
+    assert isinstance(err.value, ValueError)  # what the CLI has always caught
+    assert readme.read_text() == text
+
+
+def test_page_escapes_every_field_and_hides_non_finite_numbers():
+    bad_numbers = hostile_entry(method="n", miou={"depth": float("nan"), "hha": float("inf")},
+                                trainable_params_m=float("-inf"), mean=1e308)
+    html_page = page([hostile_entry(), bad_numbers], version='0.1"><script>alert(6)</script>')
+    assert html_page.count("<script>") == 1 and "alert(" not in html_page.split("<script>")[1]
+    for raw in ("<script>alert", "<img", "<!--", '" onmouseover', "<b>note"):
+        assert raw not in html_page, raw
+    assert 'href="results/a%22%3E%3Cscript%3Ealert%285%29%3C/script%3E.json"' in html_page
+    import re
+
+    assert not re.search(r">(nan|inf|-inf)<|=\"(nan|inf|-inf)\"|\d{30}", html_page)
+    heights = [float(h) for h in re.findall(r'<rect [^>]*height="([^"]+)"', html_page)]
+    assert heights and all(0 <= h <= 240 for h in heights)
+
+
+def test_build_site_refuses_out_that_is_a_file_and_writes_markdown(tmp_path):
+    out = tmp_path / "site"
+    out.write_text("mine\n")
+    with pytest.raises(AimsError, match="not a folder"):
+        build_site(reference_entries(), None, out, version="0")
+    assert out.read_text() == "mine\n"
+    site = tmp_path / "site2"
+    index = build_site(reference_entries(), None, site, version="0")
+    assert index.is_file() and (site / "leaderboard.md").read_text() == markdown(reference_entries())
+    assert sorted(p.name for p in site.iterdir()) == ["index.html", "leaderboard.md"]
+
+
+def test_results_file_names_stay_short_and_distinct():
+    def doc(method: str, model: str = "m") -> dict:
+        return {"method": method, "model": model, "protocol": {"version": "aims-v1"}}
+
+    long_a, long_b = results_file_name(doc("a" * 200, "b" * 200)), results_file_name(doc("a" * 200, "c" * 200))
+    assert len(long_a) <= 120 and long_a != long_b and long_a.endswith(".json")
+    assert results_file_name(doc("shifted-gt", "oracle")) == "shifted-gt--oracle--aims-v1.json"
+    assert not results_file_name(doc("...", "///")).startswith(".")
+
+
+def test_validation_message_is_one_line_per_field_and_bounded(results_file):
+    doc = json.loads(results_file.read_text())
+    doc["method"] = "m" * 5000
+    doc["model"] = 7
+    doc["meta"]["trainable_params"] = -1
+    for name in ("depth", "hha"):
+        summary = doc["configs"][name]
+        summary.update(miou=2.0, image_miou=-1.0, ci95=[0.9, 0.1], n_images=10**12)
+        summary["by_category"] = {f"c{i}": {"miou": 9.0, "n": -1} for i in range(40)}
+    with pytest.raises(AimsError) as err:
+        validate_results(doc)
+    text = str(err.value)
+    assert len(text) < 6000 and "m" * 300 not in text and "(and " in text
+    assert text.count("at method:") == 1 and "at model:" in text and "meta/trainable_params" in text
+
+
+def test_add_refuses_a_link_planted_at_the_target(results_file, tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_bytes(results_file.read_bytes())  # same bytes: today's check would pass and follow it
+    (results / "shifted-gt--oracle--aims-v1.json").symlink_to(elsewhere)
+    with pytest.raises(AimsError, match="not a regular file"):
+        add_results(results_file, results)
+    assert (results / "shifted-gt--oracle--aims-v1.json").is_symlink()
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not installed (Debian package chromium)")
+def test_hostile_names_show_literally_in_chromium(tmp_path):
+    """The browser, not a regex, decides whether markup got through: no dialog opens, and
+    the cell shows the name character for character."""
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright (the [test] extra) not installed")
+    index = build_site([hostile_entry(model="plain")], None, tmp_path / "site", version="0")
+    dialogs = []
+    with playwright.sync_playwright() as p:
+        browser = _launch(p)
+        try:
+            tab = browser.new_page()
+            tab.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            tab.goto(index.as_uri())
+            tab.locator("svg rect").first.hover()
+            tab.locator("table.board td.source").first.hover()
+            assert tab.locator("table.board tbody tr td").first.inner_text() == HOSTILE
+            assert tab.locator("img").count() == 0 and tab.locator("script").count() == 1
+        finally:
+            browser.close()
+    assert dialogs == []
