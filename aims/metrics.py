@@ -109,9 +109,16 @@ def rle_intersections(
     the size of ``label``), without decoding them: the runs of 1 are intervals
     [start, end) of column-major positions, and the intersection is two
     ``searchsorted`` calls against the instance's sorted column-major positions (taken
-    from its box)."""
+    from its box).
+
+    ``counts`` must be validated (:func:`aims.rle.validate`): each in ``[0, label.size]``,
+    summing to ``label.size``. That is re-checked here, cheaply and before any prefix sum,
+    because counts that wrap around int64 would turn the interval arithmetic into a forged
+    perfect score; a violation is a bug in the caller (``ValueError``)."""
     n = len(ids)
     height = label.shape[0]
+    for c in counts:
+        _check_counts(c, label.size)
     inter = np.zeros(n, np.int64)
     parea = np.zeros(n, np.int64)
     garea = np.zeros(n, np.int64)
@@ -131,6 +138,16 @@ def rle_intersections(
             pos = (x + nz // h) * height + (y + nz % h)
             inter[j] = int((np.searchsorted(pos, ends) - np.searchsorted(pos, starts)).sum())
     return inter, parea, garea
+
+
+def _check_counts(c: np.ndarray, pixels: int) -> None:
+    c = np.asarray(c)
+    if c.dtype.kind not in "iu" or c.ndim != 1 or c.size > pixels + 1:
+        raise ValueError("rle_intersections takes validated int run lengths (aims.rle.validate)")
+    if c.size and (int(c.min()) < 0 or int(c.max()) > pixels):
+        raise ValueError("rle_intersections takes validated run lengths, each within the frame (aims.rle.validate)")
+    if sum(c.tolist()) != pixels:  # Python ints
+        raise ValueError(f"rle_intersections: the run lengths do not cover the {pixels} pixels of the frame")
 
 
 def size_bucket(area: np.ndarray) -> np.ndarray:

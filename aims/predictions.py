@@ -18,45 +18,83 @@ formats (docs/predictions.md):
 (format, method, model, anything else the producer wants recorded); ``aims score`` copies it
 into the results. It is optional for hand-made folders.
 
-WHY the RLE codec is implemented here rather than taken from pycocotools: the scorer must
-install everywhere without a C toolchain, and vectorised numpy encoding/decoding is as fast
-for our mask sizes. The encoding is COCO's exactly (column-major runs starting with a run of
-zeros; each count after the third stored as the difference to the count two before, in
-5-bit groups, most-significant group last, with continuation bit 0x20, offset by 48) — the
-tests prove it byte for byte against ``pycocotools.mask.encode``/``decode``.
+Reading is defensive, because a predictions folder is untrusted input that decides a score
+and runs on the scorer's machine (docs/security.md):
+
+* only regular files and folders are read: every entry is classified with ``lstat`` (a
+  symbolic link, FIFO, device or socket is refused by name, never opened), and files are
+  opened with ``O_NOFOLLOW | O_NONBLOCK`` and re-checked with ``fstat`` against a swap
+  between the check and the open;
+* sizes are checked before anything is decoded: RLE ``size`` fields, the shape and dtype
+  in every npz member's ``.npy`` header (and the member's declared uncompressed size), a
+  PNG's IHDR — against the image's accepted sizes and instance count when the scorer
+  passes them (:class:`ExpectedImage`), else against global bounds;
+* JSON files are bounded in size (relative to the dataset's instance count when scoring)
+  and deep nesting is a clear error;
+* RLE counts are validated with exact integer arithmetic (:mod:`aims.rle`).
+
+The COCO RLE codec lives in :mod:`aims.rle` (no pycocotools needed at install time; the
+tests prove it byte for byte against ``pycocotools.mask``); its functions are re-exported
+here under their historical names.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
+import reprlib
 import secrets
 import shutil
+import stat
+import struct
 import zipfile
-from collections.abc import Iterator, Mapping
+import zlib
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from aims import __version__
 from aims.errors import AimsError
+from aims.rle import (
+    MAX_PIXELS,
+    RleError,
+    RleSizeError,
+    counts_to_mask,
+    counts_to_string,
+    rle_counts,
+    string_to_counts,
+)
+from aims.rle import decode as rle_decode
+from aims.rle import encode as rle_encode
+from aims.rle import validate as parse_rle
 
 __all__ = [
     "FORMATS",
     "META_FILE",
+    "ExpectedImage",
     "ImagePredictions",
+    "PngHeader",
     "PredictionFolder",
     "PredictionWriter",
     "as_binary_mask",
+    "counts_to_mask",
+    "counts_to_string",
+    "entry_kind",
+    "JsonBound",
+    "open_regular",
+    "parse_rle",
+    "read_png_header",
     "read_predictions",
     "rle_counts",
     "rle_decode",
     "rle_encode",
-    "counts_to_string",
+    "rle_json_limit",
     "string_to_counts",
 ]
 
@@ -66,135 +104,26 @@ META_FILE = "aims_predictions.json"
 #: Keys an ``.npz`` prediction file may hold.
 NPZ_KEYS = {"instance_ids", "masks", "masks_packed", "shape"}
 
+#: Bounds used when the caller knows nothing about the images (``aims show``); the scorer
+#: passes tighter, per-image ones (:class:`ExpectedImage`, :func:`rle_json_limit`).
+DEFAULT_MAX_JSON_BYTES = 256 << 20
+MAX_META_BYTES = 1 << 20
+MAX_INSTANCES_PER_IMAGE = 65535  # instance maps are uint16
+MAX_DECODED_BYTES = 512 << 20  # one image's masks, decoded, without expectations
+#: Per expected instance, the RLE JSON bytes allowed: a record's fields plus an RLE of a
+#: mask of ``P`` pixels, which has at most ``P + 1`` runs of at most ~3 characters each in
+#: either form (compressed string, or an uncompressed list written with ", " separators).
+RLE_RECORD_OVERHEAD = 1024
+RLE_BYTES_PER_PIXEL = 4
+#: npz dtypes accepted for ``masks`` (0/1 values); ``instance_ids`` and ``shape`` are integers.
+MASK_DTYPE_KINDS = "biuf"
+MAX_ITEMSIZE = 8
+
 _CONFIG_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 # Image ids become file names in the npz and png formats: keep them portable.
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_MAX_GROUPS = 12  # 60 bits: more 5-bit groups than any real count needs = corrupt RLE
-
-
-# --------------------------------------------------------------------------- RLE codec
-
-
-def rle_counts(mask: np.ndarray) -> np.ndarray:
-    """COCO run lengths of a 2-D binary mask: column-major (Fortran) order, alternating
-    runs of 0 and 1, starting with a (possibly empty) run of 0. int64 array."""
-    flat = np.asarray(mask).astype(bool, copy=False).ravel(order="F")
-    n = flat.size
-    if n == 0:
-        return np.zeros(0, np.int64)
-    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    bounds = np.concatenate(([0], change, [n]))
-    counts = np.diff(bounds).astype(np.int64)
-    if flat[0]:
-        counts = np.concatenate(([0], counts))
-    return counts
-
-
-def counts_to_string(counts: np.ndarray) -> str:
-    """COCO's compressed string of run lengths (``rleToString`` in pycocotools' maskApi.c),
-    vectorised: every value (counts[i] - counts[i-2] for i > 2) becomes its shortest
-    two's-complement form in 5-bit groups, least significant first, 0x20 marking "more
-    groups follow", each group offset by 48 into printable ASCII."""
-    c = np.asarray(counts, dtype=np.int64).ravel()
-    if c.size == 0:
-        return ""
-    x = c.copy()
-    if c.size > 3:
-        x[3:] = c[3:] - c[1:-2]
-    k = np.ones(x.size, np.int64)  # groups per value: 1 + how many widths it overflows
-    for width in range(1, _MAX_GROUPS):
-        lim = 1 << (5 * width - 1)
-        k += (x >= lim) | (x < -lim)
-    starts = np.cumsum(k) - k
-    rep = np.repeat(x, k)
-    j = np.arange(rep.size, dtype=np.int64) - np.repeat(starts, k)
-    chunk = (rep >> (5 * j)) & 0x1F
-    more = j < np.repeat(k - 1, k)
-    chars = (chunk | (more.astype(np.int64) << 5)) + 48
-    return chars.astype(np.uint8).tobytes().decode("ascii")
-
-
-def string_to_counts(s: str | bytes) -> np.ndarray:
-    """Inverse of :func:`counts_to_string` (``rleFrString``), vectorised. Raises
-    ``ValueError`` for characters outside COCO's alphabet, a truncated last value, an
-    impossibly long value or negative run lengths."""
-    raw = s.encode("ascii", "strict") if isinstance(s, str) else bytes(s)
-    b = np.frombuffer(raw, np.uint8).astype(np.int64)
-    if b.size == 0:
-        return np.zeros(0, np.int64)
-    if (b < 48).any() or (b > 48 + 63).any():
-        bad = raw[int(np.flatnonzero((b < 48) | (b > 111))[0])]
-        raise ValueError(f"character {chr(bad)!r} is not in COCO's RLE alphabet ('0'..'o')")
-    v = b - 48
-    more = (v & 0x20) != 0
-    if more[-1]:
-        raise ValueError("the string ends in the middle of a value (truncated)")
-    ends = np.flatnonzero(~more)
-    starts = np.concatenate(([0], ends[:-1] + 1))
-    k = ends - starts + 1
-    if (k > _MAX_GROUPS).any():
-        raise ValueError("a value has more 5-bit groups than any run length can need")
-    pos = np.arange(v.size, dtype=np.int64) - np.repeat(starts, k)
-    vals = np.add.reduceat((v & 0x1F) << (5 * pos), starts)
-    neg = (v[ends] & 0x10) != 0
-    vals[neg] -= np.left_shift(1, 5 * k[neg])
-    counts = vals.copy()
-    counts[1::2] = np.cumsum(vals[1::2])
-    counts[2::2] = np.cumsum(vals[2::2])
-    if (counts < 0).any():
-        raise ValueError("it decodes to negative run lengths")
-    return counts
-
-
-def rle_encode(mask: np.ndarray) -> dict[str, Any]:
-    """``{"size": [h, w], "counts": str}`` of a 2-D binary mask, as pycocotools writes it
-    (``counts`` decoded to ``str``, the JSON form)."""
-    m = as_binary_mask(mask, "rle_encode")
-    h, w = m.shape
-    return {"size": [int(h), int(w)], "counts": counts_to_string(rle_counts(m))}
-
-
-def parse_rle(segmentation: Any) -> tuple[tuple[int, int], np.ndarray]:
-    """Validate a COCO RLE (compressed ``counts`` str/bytes, or uncompressed list of ints)
-    and return ``((h, w), counts)``. Raises ``ValueError`` saying what is wrong."""
-    if not isinstance(segmentation, Mapping):
-        raise ValueError(f"segmentation must be an object with size and counts, got {type(segmentation).__name__}")
-    size = segmentation.get("size")
-    counts = segmentation.get("counts")
-    if (
-        not isinstance(size, (list, tuple))
-        or len(size) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
-    ):
-        raise ValueError(f"segmentation.size must be [height, width] positive integers, got {size!r}")
-    h, w = int(size[0]), int(size[1])
-    if isinstance(counts, (str, bytes)):
-        c = string_to_counts(counts)
-    elif isinstance(counts, list):
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts):
-            raise ValueError("uncompressed segmentation.counts must be non-negative integers")
-        c = np.asarray(counts, np.int64)
-    else:
-        raise ValueError(f"segmentation.counts must be a string (or a list of integers), got {type(counts).__name__}")
-    total = int(c.sum()) if c.size else 0
-    if total != h * w:
-        raise ValueError(f"the run lengths cover {total} pixels but size {h}x{w} has {h * w} (corrupt or truncated RLE)")
-    return (h, w), c
-
-
-def rle_decode(segmentation: Mapping[str, Any]) -> np.ndarray:
-    """Boolean (h, w) mask of a COCO RLE (see :func:`parse_rle`)."""
-    (h, w), counts = parse_rle(segmentation)
-    return counts_to_mask(counts, (h, w))
-
-
-def counts_to_mask(counts: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Boolean (h, w) C-contiguous mask from validated column-major run lengths."""
-    h, w = size
-    vals = np.zeros(counts.size, bool)
-    vals[1::2] = True
-    flat = np.repeat(vals, counts)
-    return np.ascontiguousarray(flat.reshape(w, h).T)
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_NPY_MAGIC = b"\x93NUMPY"
 
 
 def rle_runs(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -429,6 +358,210 @@ class PredictionWriter:
         shutil.rmtree(self._tmp, ignore_errors=True)
 
 
+# --------------------------------------------------------------------------- safe files
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"), (stat.S_ISREG, "a regular file")):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def _not_regular(path: Path, kind: str) -> AimsError:
+    target = ""
+    if kind == "a symbolic link":
+        with contextlib.suppress(OSError):
+            target = f" (to {os.readlink(path)})"
+    return AimsError(
+        f"{path} is {kind}{target}; a predictions folder may only hold regular files and folders "
+        "(links, FIFOs, devices and sockets are never opened). Put the real file there instead.", path=path)
+
+
+def entry_kind(path: str | Path) -> str:
+    """``"file"`` or ``"dir"`` for a regular file or folder, judged with ``lstat`` (a link
+    is never followed); :class:`AimsError` naming anything else."""
+    p = Path(path)
+    try:
+        mode = os.lstat(p).st_mode
+    except OSError as exc:
+        raise AimsError(f"cannot read {p}: {exc.strerror}.", path=p) from None
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    raise _not_regular(p, _kind(mode))
+
+
+def open_regular(path: str | Path) -> BinaryIO:
+    """Open ``path`` for reading only if it is a regular file: ``lstat`` first (a link,
+    FIFO or device is refused by name before any open), then ``O_NOFOLLOW | O_NONBLOCK``
+    (a name swapped for a link meanwhile fails; a FIFO cannot block) and ``fstat`` on the
+    descriptor (a name swapped for a FIFO or device meanwhile is refused)."""
+    p = Path(path)
+    if entry_kind(p) != "file":
+        raise AimsError(f"{p} is a folder where a file was expected.", path=p)
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(p, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _not_regular(p, "a symbolic link") from None
+        raise AimsError(f"cannot open {p}: {exc.strerror}.", path=p) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise _not_regular(p, _kind(mode))
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _file_size(fh: BinaryIO) -> int:
+    return os.fstat(fh.fileno()).st_size
+
+
+def _too_big(path: Path, size: int, limit: int, what: str) -> AimsError:
+    return AimsError(f"{path} is {size} bytes, more than the {limit} bytes allowed for {what}; refused before "
+                     "reading it.", path=path)
+
+
+def _read_bounded(path: Path, limit: int, what: str) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes (checked before reading)."""
+    with open_regular(path) as fh:
+        size = _file_size(fh)
+        if size > limit:
+            raise _too_big(path, size, limit, what)
+        data = fh.read(limit + 1)
+    if len(data) > limit:  # it grew while we read it
+        raise _too_big(path, len(data), limit, what)
+    return data
+
+
+def _load_json(path: Path, limit: int, what: str) -> Any:
+    """Parse a bounded JSON file; one clear :class:`AimsError` for a file over the bound,
+    invalid UTF-8/JSON, or nesting too deep for Python's parser."""
+    data = _read_bounded(path, limit, what)
+    try:
+        return json.loads(data.decode("utf-8"))
+    except RecursionError:
+        raise AimsError(f"{path} is not valid predictions JSON: its arrays/objects are nested too deeply "
+                        "(a prediction record needs 3 levels); refused.", path=path) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise AimsError(f"{path} is not valid JSON ({exc}).", path=path) from None
+
+
+# --------------------------------------------------------------------------- PNG header
+
+
+@dataclass(frozen=True)
+class PngHeader:
+    """The IHDR of a PNG: what it will decode to, known from its first 33 bytes."""
+
+    width: int
+    height: int
+    bit_depth: int
+    colour_type: int
+    interlace: int
+
+    @property
+    def channels(self) -> int:
+        return {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}[self.colour_type]
+
+
+_PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
+PNG_HEADER_BYTES = 33
+
+
+def read_png_header(data: bytes) -> PngHeader:
+    """Parse the signature and IHDR chunk (the first 33 bytes) of PNG ``data`` without
+    decoding anything; ``ValueError`` saying what is wrong. WHY: a 1 KB PNG can declare
+    60000×60000 pixels; its size must be judged before a decoder allocates it."""
+    if not data.startswith(_PNG_SIGNATURE):
+        raise ValueError("missing PNG signature")
+    if len(data) < PNG_HEADER_BYTES:
+        raise ValueError("truncated before the end of its IHDR header")
+    length, ctype = struct.unpack(">I4s", data[8:16])
+    if ctype != b"IHDR" or length != 13:
+        raise ValueError("the first chunk is not a 13-byte IHDR header")
+    width, height, depth, colour, compression, filt, interlace = struct.unpack(">IIBBBBB", data[16:29])
+    (crc,) = struct.unpack(">I", data[29:33])
+    if zlib.crc32(data[12:29]) != crc:
+        raise ValueError("its IHDR header fails its CRC (corrupt)")
+    if width == 0 or height == 0 or colour not in _PNG_DEPTHS or depth not in _PNG_DEPTHS[colour] \
+            or compression != 0 or filt != 0 or interlace not in (0, 1):
+        raise ValueError(f"its IHDR header is invalid ({width}x{height}, bit depth {depth}, colour type {colour})")
+    return PngHeader(int(width), int(height), int(depth), int(colour), int(interlace))
+
+
+# --------------------------------------------------------------------------- expectations
+
+
+@dataclass(frozen=True)
+class ExpectedImage:
+    """What the scorer knows about one image before reading its predictions: the mask
+    sizes its protocol accepts and how many instances it has. Every loader checks the
+    declared sizes (RLE ``size``, ``.npy`` headers, PNG IHDR) and counts against it
+    BEFORE decoding, so a small file can never make the scorer allocate a huge array."""
+
+    sizes: tuple[tuple[int, int], ...]
+    max_instances: int
+    label: str = "the image"
+
+    @property
+    def max_pixels(self) -> int:
+        return max(h * w for h, w in self.sizes)
+
+
+@dataclass(frozen=True)
+class JsonBound:
+    """The most bytes the RLE JSON files of one predictions folder may hold together, and
+    why (for the error message)."""
+
+    max_bytes: int
+    why: str
+
+
+def rle_json_limit(n_instances: int, max_pixels: int, what: str) -> JsonBound:
+    """The JSON bound for ``n_instances`` expected masks of at most ``max_pixels`` pixels:
+    1 MiB + per instance 1 KiB of record fields + 4 bytes per pixel (an RLE of P pixels
+    has at most P + 1 runs of ~3 characters). Never refuses a valid complete file."""
+    per = RLE_RECORD_OVERHEAD + RLE_BYTES_PER_PIXEL * (int(max_pixels) + 1)
+    return JsonBound((1 << 20) + int(n_instances) * per,
+                     f"for {what} ({n_instances} instance(s) of at most {max_pixels} pixels: 1 MiB + "
+                     f"{RLE_RECORD_OVERHEAD} + {RLE_BYTES_PER_PIXEL}*(pixels+1) bytes per instance)")
+
+
+def _size_error(where: str, size: tuple[int, int], expected: ExpectedImage, path: str | Path) -> AimsError:
+    exp = " or ".join(f"{h}x{w}" for h, w in expected.sizes)
+    return AimsError(f"{where}: mask size {size[0]}x{size[1]} (HxW) does not match {expected.label}: expected {exp}.",
+                     path=path)
+
+
+def _check_size(where: str, size: tuple[int, int], expected: ExpectedImage | None, path: str | Path) -> None:
+    h, w = size
+    if expected is not None:
+        if (h, w) not in expected.sizes:
+            raise _size_error(where, (h, w), expected, path)
+    elif h <= 0 or w <= 0 or h * w > MAX_PIXELS:
+        raise AimsError(f"{where}: mask size {h}x{w} (HxW) is out of range (at most {MAX_PIXELS} pixels).", path=path)
+
+
+def _check_count(where: str, n: int, expected: ExpectedImage | None, path: str | Path) -> None:
+    top = expected.max_instances if expected is not None else MAX_INSTANCES_PER_IMAGE
+    if n > top:
+        of = expected.label if expected is not None else "one image"
+        raise AimsError(f"{where}: holds {n} instance masks but {of} has at most {top} instance(s); refused "
+                        "before decoding.", path=path)
+
+
+def _max_pixels(expected: ExpectedImage | None) -> int:
+    return expected.max_pixels if expected is not None else MAX_PIXELS
+
+
 # --------------------------------------------------------------------------- reader
 
 
@@ -456,6 +589,7 @@ class _RleRecord:
     instance_id: int
     segmentation: Any
     where: str
+    path: Path
 
 
 @dataclass
@@ -476,56 +610,51 @@ class PredictionFolder:
         return sorted(self.index)
 
     def count(self, config: str) -> int:
-        """Number of predictions for ``config`` (npz files are opened only to count)."""
+        """Number of predictions for ``config`` (npz files: from their headers only)."""
         imgs = self.index.get(config, {})
         if self.format == "npz":
-            return sum(len(self.image(config, i)) for i in imgs)
+            return sum(_npz_count(p) for p in imgs.values())
         return sum(len(v) for v in imgs.values())
 
-    def image(self, config: str, image_id: str) -> ImagePredictions:
+    def image(self, config: str, image_id: str, expected: ExpectedImage | None = None) -> ImagePredictions:
         """Load the predictions of one image; ``AimsError`` naming the file for corrupt,
-        non-binary or duplicate data."""
+        non-binary, duplicate or oversized data. ``expected``: the image's accepted mask
+        sizes and instance count, checked before anything is decoded (global bounds
+        otherwise)."""
         entry = self.index[config][image_id]
         if self.format == "rle":
-            return _load_rle(entry)
+            return _load_rle(entry, expected)
         if self.format == "npz":
-            return _load_npz(entry)
-        return _load_png(entry)
+            return _load_npz(entry, expected)
+        return _load_png(entry, expected)
 
 
-def _rel(path: Path, root: Path) -> str:
-    with contextlib.suppress(ValueError):
-        return str(path.relative_to(root.parent))
-    return str(path)
-
-
-def read_predictions(folder: str | Path) -> PredictionFolder:
+def read_predictions(folder: str | Path, *, json_bound: JsonBound | Callable[[], JsonBound] | None = None
+                     ) -> PredictionFolder:
     """Index a predictions folder: detect its format, read the metadata, and list every
     (config, image) it covers. RLE JSON is parsed here (records are small) and duplicate
     instance predictions are refused here; npz and png contents are read per image by
     :meth:`PredictionFolder.image`.
 
+    ``json_bound``: the most bytes the RLE JSON files may hold together (or a function
+    computing it, called only for an RLE folder); default :data:`DEFAULT_MAX_JSON_BYTES`.
+
     Raises :class:`AimsError` for a missing or empty folder, mixed formats, unexpected
-    files, or malformed records — naming the file. Hidden entries (``.name``) are ignored.
+    files, anything that is not a regular file or folder (links, FIFOs, devices), JSON over
+    the bound or nested too deeply, or malformed records — naming the file. Hidden
+    entries (``.name``) are ignored and never opened. The folder itself may be a link (it
+    is the user's own path); nothing inside it may be.
     """
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise AimsError(f"predictions folder {root} does not exist (or is not a folder).", path=root)
-    meta_doc: dict[str, Any] = {}
-    meta_path = root / META_FILE
-    if meta_path.is_file():
-        try:
-            meta_doc = json.loads(meta_path.read_text(encoding="utf-8"))
-            if not isinstance(meta_doc, dict):
-                raise ValueError("not a JSON object")
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise AimsError(f"{meta_path} is not valid predictions metadata ({exc}); it must be the "
-                            "JSON object written by aims.predictions.PredictionWriter.", path=meta_path) from None
+    meta_doc = _read_meta(root / META_FILE)
     json_files, dirs, others = [], [], []
     for p in sorted(root.iterdir()):
-        if p.name.startswith(".") or p == meta_path:
+        if p.name.startswith(".") or p.name == META_FILE:
             continue
-        if p.is_dir():
+        kind = entry_kind(p)
+        if kind == "dir":
             dirs.append(p)
         elif p.suffix.lower() == ".json":
             json_files.append(p)
@@ -544,9 +673,10 @@ def read_predictions(folder: str | Path) -> PredictionFolder:
         for p in sorted(d.iterdir()):
             if p.name.startswith("."):
                 continue
-            if p.is_file() and p.suffix == ".npz":
+            kind = entry_kind(p)
+            if kind == "file" and p.suffix == ".npz":
                 npz_files.append(p)
-            elif p.is_dir():
+            elif kind == "dir":
                 png_dirs.append(p)
             else:
                 raise AimsError(
@@ -566,18 +696,30 @@ def read_predictions(folder: str | Path) -> PredictionFolder:
     fmt = kinds[0]
     declared = meta_doc.get("format")
     if declared is not None and declared != fmt:
-        raise AimsError(f"{meta_path} declares format {declared!r} but the folder holds {fmt} files; "
-                        "the metadata belongs to another run.", path=meta_path)
+        raise AimsError(f"{root / META_FILE} declares format {declared!r} but the folder holds {fmt} files; "
+                        "the metadata belongs to another run.", path=root / META_FILE)
     meta = meta_doc.get("meta", {}) if isinstance(meta_doc.get("meta", {}), dict) else {}
     pf = PredictionFolder(root, fmt, dict(meta))
     if fmt == "rle":
-        _index_rle(pf, json_files)
+        bound = json_bound() if callable(json_bound) else json_bound
+        _index_rle(pf, json_files, bound or JsonBound(DEFAULT_MAX_JSON_BYTES, "by default"))
     elif fmt == "npz":
         for p in npz_files:
             pf.index.setdefault(_config_of(p.parent), {})[p.name[: -len(".npz")]] = p
     else:
         _index_png(pf, png_dirs)
     return pf
+
+
+def _read_meta(meta_path: Path) -> dict[str, Any]:
+    """The metadata document, or {} when the folder has none (hand-made folders)."""
+    if not os.path.lexists(meta_path):
+        return {}
+    doc = _load_json(meta_path, MAX_META_BYTES, "predictions metadata")
+    if not isinstance(doc, dict):
+        raise AimsError(f"{meta_path} is not valid predictions metadata (not a JSON object); it must be the "
+                        "JSON object written by aims.predictions.PredictionWriter.", path=meta_path)
+    return doc
 
 
 def _config_of(d: Path) -> str:
@@ -587,42 +729,61 @@ def _config_of(d: Path) -> str:
     return d.name
 
 
-def _index_rle(pf: PredictionFolder, files: list[Path]) -> None:
+def _index_rle(pf: PredictionFolder, files: list[Path], bound: JsonBound) -> None:
     seen: dict[tuple[str, str, int], str] = {}
+    what = f"the RLE JSON files of one predictions folder together {bound.why}"
+    sizes = {p: os.lstat(p).st_size for p in files}
+    total = sum(sizes.values())
+    if total > bound.max_bytes:
+        largest = max(sizes, key=sizes.get)
+        raise AimsError(f"{largest} is {sizes[largest]} bytes ({total} bytes in all RLE JSON files of {pf.path}), "
+                        f"more than the {bound.max_bytes} bytes allowed for {what}; refused before reading it.",
+                        path=largest)
     for path in files:
-        rel = str(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise AimsError(f"RLE predictions file {path} is not valid JSON ({exc}).", path=path) from None
+        data = _load_json(path, bound.max_bytes, what)
         if isinstance(data, dict) and isinstance(data.get("predictions"), list):
             data = data["predictions"]
         if not isinstance(data, list):
             raise AimsError(f"RLE predictions file {path} must hold a JSON list of records, found "
                             f"{type(data).__name__}.", path=path)
         for k, rec in enumerate(data):
-            where = f"{rel} record {k}"
-            if not isinstance(rec, dict):
-                raise AimsError(f"{where}: expected an object, found {type(rec).__name__}.", path=path)
-            missing = [f for f in ("config", "image_id", "instance_id", "segmentation") if f not in rec]
-            if missing:
-                raise AimsError(f"{where}: missing field(s) {', '.join(missing)}; a record is "
-                                '{"config", "image_id", "instance_id", "segmentation": {"size": [h, w], "counts": str}}.',
-                                path=path)
-            config, image_id, iid = rec["config"], rec["image_id"], rec["instance_id"]
-            if not isinstance(config, str) or not _CONFIG_NAME.match(config):
-                raise AimsError(f"{where}: config {config!r} is not an AIMS config name.", path=path)
-            if not isinstance(image_id, str) or not image_id:
-                raise AimsError(f"{where}: image_id must be a non-empty string, found {image_id!r}.", path=path)
-            if isinstance(iid, bool) or not isinstance(iid, int) or iid <= 0:
-                raise AimsError(f"{where}: instance_id must be a positive integer, found {iid!r}.", path=path)
-            key = (config, image_id, iid)
-            if key in seen:
-                raise AimsError(f"duplicate prediction for config {config!r}, image {image_id!r}, instance "
-                                f"{iid}: {seen[key]} and {where}. Keep one mask per instance.", path=path)
-            seen[key] = where
-            pf.index.setdefault(config, {}).setdefault(image_id, []).append(
-                _RleRecord(iid, rec["segmentation"], where))
+            where = f"{path} record {k}"
+            _index_record(pf, seen, rec, where, path)
+
+
+def _index_record(pf: PredictionFolder, seen: dict[tuple[str, str, int], str], rec: Any, where: str,
+                  path: Path) -> None:
+    if not isinstance(rec, dict):
+        raise AimsError(f"{where}: expected an object, found {type(rec).__name__}.", path=path)
+    missing = [f for f in ("config", "image_id", "instance_id", "segmentation") if f not in rec]
+    if missing:
+        raise AimsError(f"{where}: missing field(s) {', '.join(missing)}; a record is "
+                        '{"config", "image_id", "instance_id", "segmentation": {"size": [h, w], "counts": str}}.',
+                        path=path)
+    config, image_id, iid = rec["config"], rec["image_id"], rec["instance_id"]
+    if not isinstance(config, str) or not _CONFIG_NAME.match(config):
+        raise AimsError(f"{where}: config {_short(config)} is not an AIMS config name.", path=path)
+    if not isinstance(image_id, str) or not image_id:
+        raise AimsError(f"{where}: image_id must be a non-empty string, found {_short(image_id)}.", path=path)
+    if isinstance(iid, bool) or not isinstance(iid, int) or not 0 < iid < 2**31:
+        raise AimsError(f"{where}: instance_id must be a positive integer, found {_short(iid)}.", path=path)
+    key = (config, image_id, iid)
+    if key in seen:
+        raise AimsError(f"duplicate prediction for config {config!r}, image {image_id!r}, instance "
+                        f"{iid}: {seen[key]} and {where}. Keep one mask per instance.", path=path)
+    seen[key] = where
+    pf.index.setdefault(config, {}).setdefault(image_id, []).append(_RleRecord(iid, rec["segmentation"], where, path))
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 2, 60, 60, 40
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """A bounded repr for messages: a hostile value may be a huge or deeply nested
+    structure, so the plain ``repr`` could be gigabytes or recurse too deep."""
+    text = _REPR.repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _index_png(pf: PredictionFolder, dirs: list[Path]) -> None:
@@ -632,7 +793,9 @@ def _index_png(pf: PredictionFolder, dirs: list[Path]) -> None:
         for p in sorted(d.iterdir()):
             if p.name.startswith("."):
                 continue
-            if not (p.is_file() and p.suffix == ".png" and p.stem.isdigit() and p.stem.isascii()):
+            kind = entry_kind(p)
+            if not (kind == "file" and p.suffix == ".png" and p.stem.isdigit() and p.stem.isascii()
+                    and len(p.stem) <= 10):
                 raise AimsError(f"unexpected entry {p}: the png format holds <config>/<image_id>/"
                                 "<instance_id>.png files (instance id in decimal).", path=p)
             iid = int(p.stem)
@@ -645,13 +808,21 @@ def _index_png(pf: PredictionFolder, dirs: list[Path]) -> None:
         pf.index.setdefault(config, {})[d.name] = entry
 
 
-def _load_rle(records: list[_RleRecord]) -> ImagePredictions:
+# --------------------------------------------------------------------------- RLE
+
+
+def _load_rle(records: list[_RleRecord], expected: ExpectedImage | None) -> ImagePredictions:
+    if records:
+        _check_count(str(records[0].path), len(records), expected, records[0].path)
     ids, sizes, counts, where = [], [], [], []
+    accepted = expected.sizes if expected is not None else None
     for r in records:
         try:
-            size, c = parse_rle(r.segmentation)
-        except ValueError as exc:
-            raise AimsError(f"{r.where}: corrupt RLE segmentation: {exc}.", path=r.where.split(" record")[0]) from None
+            size, c = parse_rle(r.segmentation, accepted)
+        except RleSizeError as exc:
+            raise _size_error(r.where, exc.size, expected, r.path) from None
+        except RleError as exc:
+            raise AimsError(f"{r.where}: corrupt RLE segmentation: {exc}.", path=r.path) from None
         ids.append(r.instance_id)
         sizes.append(size)
         counts.append(c)
@@ -660,53 +831,162 @@ def _load_rle(records: list[_RleRecord]) -> ImagePredictions:
                             counts=counts)
 
 
-def _load_npz(path: Path) -> ImagePredictions:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            keys = set(z.files)
-            unknown = sorted(keys - NPZ_KEYS)
-            if unknown:
-                raise AimsError(f"{path}: unexpected array(s) {', '.join(unknown)}; an npz prediction holds "
-                                "instance_ids and masks (or masks_packed + shape).", path=path)
-            if "instance_ids" not in keys or not ({"masks"} <= keys or {"masks_packed", "shape"} <= keys):
-                raise AimsError(f"{path}: needs instance_ids and masks (N, H, W), or instance_ids, "
-                                f"masks_packed and shape; found {', '.join(sorted(keys)) or 'nothing'}.", path=path)
-            ids = z["instance_ids"]
-            if "masks" in keys:
-                masks = z["masks"]
-                packed = shape = None
-            else:
-                packed, shape = z["masks_packed"], z["shape"]
-                masks = None
-    except AimsError:
-        raise
-    except ValueError as exc:
-        if "pickle" in str(exc):
-            raise AimsError(f"{path} holds pickled Python objects; refused (npz predictions are loaded "
-                            "with allow_pickle=False). Store plain numeric/boolean arrays.", path=path) from None
-        raise AimsError(f"{path} is not a readable npz file ({exc}).", path=path) from None
-    except (OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
-        raise AimsError(f"{path} is not a readable npz file (corrupt or truncated: {exc}).", path=path) from None
-    if ids.ndim != 1 or ids.dtype.kind not in "iu":
-        raise AimsError(f"{path}: instance_ids must be a 1-D integer array, found {ids.dtype} {ids.shape}.", path=path)
-    n = ids.size
-    if masks is not None:
-        if masks.ndim != 3 or masks.shape[0] != n:
-            raise AimsError(f"{path}: masks must have shape (N, H, W) with N = {n} instance ids, found "
-                            f"{masks.shape}.", path=path)
+# --------------------------------------------------------------------------- npz
+
+
+@dataclass(frozen=True)
+class _NpyMember:
+    """One ``.npy`` member of an npz, known from its header (nothing decoded yet)."""
+
+    info: zipfile.ZipInfo
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    @property
+    def name(self) -> str:
+        return self.info.filename[: -len(".npy")]
+
+
+def _npz_error(path: Path, exc: BaseException) -> AimsError:
+    return AimsError(f"{path} is not a readable npz file (corrupt or truncated: {exc}).", path=path)
+
+
+MAX_NPZ_MEMBERS = 8
+MAX_ZIP_DIRECTORY = 1 << 16
+_EOCD = b"PK\x05\x06"
+
+
+def _check_zip_directory(fh: BinaryIO, path: Path, size: int) -> None:
+    """Read the zip's end-of-central-directory record (and its zip64 twin) before
+    ``zipfile`` parses the directory: at most :data:`MAX_NPZ_MEMBERS` entries in at most
+    64 KiB. WHY: ``zipfile`` builds an object per listed entry first, and a small file can
+    list hundreds of thousands. A file without the record is left to ``zipfile`` to refuse."""
+    tail_len = min(size, 22 + 65535)
+    fh.seek(size - tail_len)
+    tail = fh.read(tail_len)
+    pos = tail.rfind(_EOCD)
+    if pos >= 0 and len(tail) - pos >= 22:
+        entries, cd_size = struct.unpack("<HI", tail[pos + 10 : pos + 16])
+        locator = tail[pos - 20 : pos] if pos >= 20 else b""
+        if (entries == 0xFFFF or cd_size == 0xFFFFFFFF) and locator[:4] == b"PK\x06\x07":
+            (offset,) = struct.unpack("<Q", locator[8:16])
+            fh.seek(offset)
+            record = fh.read(56)
+            if record[:4] == b"PK\x06\x06":
+                entries, cd_size = struct.unpack("<QQ", record[32:48])
+        if entries > MAX_NPZ_MEMBERS or cd_size > MAX_ZIP_DIRECTORY:
+            raise AimsError(f"{path}: the archive lists {entries} member(s) in a {cd_size}-byte directory; an npz "
+                            f"prediction holds at most {len(NPZ_KEYS)} arrays. Refused before reading it.", path=path)
+    fh.seek(0)
+
+
+@contextlib.contextmanager
+def _open_npz(path: Path, max_bytes: int) -> Iterator[zipfile.ZipFile]:
+    """The zip archive of a regular ``.npz`` file of at most ``max_bytes``; clear errors
+    for a plain ``.npy`` renamed to ``.npz`` and for anything that is not a zip."""
+    with open_regular(path) as fh:
+        size = _file_size(fh)
+        if size > max_bytes:
+            raise _too_big(path, size, max_bytes, "an npz prediction of this image")
+        _check_zip_directory(fh, path, size)
         try:
-            dense = _binary(masks, str(path))
-        except ValueError as exc:
-            raise AimsError(str(exc), path=path) from None
-    else:
-        if shape.shape != (2,) or shape.dtype.kind not in "iu" or (shape <= 0).any():
-            raise AimsError(f"{path}: shape must be [H, W] positive integers, found {shape!r}.", path=path)
-        h, w = int(shape[0]), int(shape[1])
-        nbytes = (h * w + 7) // 8
-        if packed.dtype != np.uint8 or packed.shape != (n, nbytes):
-            raise AimsError(f"{path}: masks_packed must be uint8 of shape (N, ceil(H*W/8)) = ({n}, {nbytes}) "
-                            f"from np.packbits, found {packed.dtype} {packed.shape}.", path=path)
-        dense = np.unpackbits(packed, axis=1, count=h * w).reshape(n, h, w).view(bool)
+            zf = zipfile.ZipFile(fh)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
+            fh.seek(0)
+            if fh.read(len(_NPY_MAGIC)) == _NPY_MAGIC:
+                raise AimsError(
+                    f"{path} is a single .npy array renamed to .npz, not an npz archive of named arrays; "
+                    "save predictions with np.savez(path, instance_ids=..., masks=...) (docs/predictions.md).",
+                    path=path) from None
+            raise _npz_error(path, exc) from None
+        with zf:
+            yield zf
+
+
+def _npz_members(zf: zipfile.ZipFile, path: Path) -> dict[str, _NpyMember]:
+    """Every member's ``.npy`` header, checked: known names only, no duplicates, no
+    object (pickled) dtype, format version 1.0/2.0, and a declared uncompressed size that
+    is exactly what the header's shape and dtype need (so the shape bounds the data)."""
+    infos = zf.infolist()
+    names = [i.filename for i in infos]
+    unknown = sorted({n for n in names if not (n.endswith(".npy") and n[:-4] in NPZ_KEYS)})
+    if unknown:
+        raise AimsError(f"{path}: unexpected array(s) {', '.join(_short(n, 40) for n in unknown[:5])}; an npz "
+                        "prediction holds instance_ids and masks (or masks_packed + shape).", path=path)
+    if len(set(names)) != len(names):
+        raise AimsError(f"{path}: the archive holds the same array twice; refused (crafted or corrupt).", path=path)
+    members = {}
+    for info in infos:
+        m = _npy_header(zf, info, path)
+        members[m.name] = m
+    return members
+
+
+def _npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> _NpyMember:
+    from numpy.lib import format as npy
+
+    name = info.filename[:-4]
+    try:
+        with zf.open(info) as fp:
+            version = npy.read_magic(fp)
+            if version == (1, 0):
+                shape, _fortran, dtype = npy.read_array_header_1_0(fp)
+            elif version == (2, 0):
+                shape, _fortran, dtype = npy.read_array_header_2_0(fp)
+            else:
+                raise ValueError(f".npy format version {version[0]}.{version[1]} (save with numpy's default 1.0)")
+            offset = fp.tell()
+    except (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error, NotImplementedError) as exc:
+        raise _npz_error(path, exc) from None
+    if dtype.hasobject:
+        raise AimsError(f"{path} holds pickled Python objects (array {name} has dtype {dtype}); refused, never "
+                        "unpickled (npz predictions are read with allow_pickle=False). Store plain "
+                        "numeric/boolean arrays.", path=path)
+    need = offset + int(np.prod(shape, dtype=object)) * dtype.itemsize  # Python ints: exact
+    if info.file_size != need:
+        raise AimsError(f"{path}: array {name} declares {info.file_size} bytes uncompressed, but its .npy header "
+                        f"({dtype} {tuple(shape)}) needs exactly {need}; refused (corrupt or crafted archive).",
+                        path=path)
+    return _NpyMember(info, tuple(int(s) for s in shape), dtype)
+
+
+def _read_member(zf: zipfile.ZipFile, m: _NpyMember, path: Path) -> np.ndarray:
+    """Decode one member whose header was checked (streamed; memory = the array)."""
+    from numpy.lib import format as npy
+
+    try:
+        with zf.open(m.info) as fp:
+            return npy.read_array(fp, allow_pickle=False)
+    except (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error) as exc:
+        raise _npz_error(path, exc) from None
+
+
+def _npz_file_bound(expected: ExpectedImage | None) -> int:
+    if expected is None:
+        return MAX_DECODED_BYTES + (1 << 20)
+    return expected.max_instances * expected.max_pixels * MAX_ITEMSIZE + (1 << 20)
+
+
+def _npz_count(path: Path) -> int:
+    with _open_npz(path, _npz_file_bound(None)) as zf:
+        members = _npz_members(zf, path)
+    ids = members.get("instance_ids")
+    return ids.shape[0] if ids is not None and len(ids.shape) == 1 else 0
+
+
+def _load_npz(path: Path, expected: ExpectedImage | None) -> ImagePredictions:
+    with _open_npz(path, _npz_file_bound(expected)) as zf:
+        members = _npz_members(zf, path)
+        keys = set(members)
+        if "instance_ids" not in keys or not ({"masks"} <= keys or {"masks_packed", "shape"} <= keys):
+            raise AimsError(f"{path}: needs instance_ids and masks (N, H, W), or instance_ids, "
+                            f"masks_packed and shape; found {', '.join(sorted(keys)) or 'nothing'}.", path=path)
+        n = _check_ids_header(members["instance_ids"], path, expected)
+        ids = _read_member(zf, members["instance_ids"], path)
+        if "masks" in keys:
+            dense = _read_dense(zf, members["masks"], n, path, expected)
+        else:
+            dense = _read_packed(zf, members["masks_packed"], members["shape"], n, path, expected)
     if ids.size and (ids.min() <= 0):
         raise AimsError(f"{path}: instance ids start at 1, found {int(ids.min())}.", path=path)
     uniq, cnt = np.unique(ids, return_counts=True)
@@ -718,19 +998,98 @@ def _load_npz(path: Path) -> ImagePredictions:
     return ImagePredictions(ids.astype(np.int64), sizes, where, dense=dense)
 
 
-def _load_png(entry: Mapping[int, Path]) -> ImagePredictions:
+def _check_ids_header(m: _NpyMember, path: Path, expected: ExpectedImage | None) -> int:
+    if len(m.shape) != 1 or m.dtype.kind not in "iu" or m.dtype.itemsize > MAX_ITEMSIZE:
+        raise AimsError(f"{path}: instance_ids must be a 1-D integer array, found {m.dtype} {m.shape}.", path=path)
+    _check_count(str(path), m.shape[0], expected, path)
+    return m.shape[0]
+
+
+def _read_dense(zf: zipfile.ZipFile, m: _NpyMember, n: int, path: Path,
+                expected: ExpectedImage | None) -> np.ndarray:
+    if len(m.shape) != 3 or m.shape[0] != n:
+        raise AimsError(f"{path}: masks must have shape (N, H, W) with N = {n} instance ids, found "
+                        f"{m.shape}.", path=path)
+    if m.dtype.kind not in MASK_DTYPE_KINDS or m.dtype.itemsize > MAX_ITEMSIZE:
+        raise AimsError(f"{path}: masks must be boolean, integer or float 0/1 values (bool or uint8 "
+                        f"recommended), found dtype {m.dtype}.", path=path)
+    _check_size(str(path), (m.shape[1], m.shape[2]), expected, path)
+    if expected is None and n * m.shape[1] * m.shape[2] * m.dtype.itemsize > MAX_DECODED_BYTES:
+        raise AimsError(f"{path}: masks {m.dtype} {m.shape} would take more than {MAX_DECODED_BYTES} bytes "
+                        "decoded; refused.", path=path)
+    masks = _read_member(zf, m, path)
+    try:
+        return _binary(masks, str(path))
+    except ValueError as exc:
+        raise AimsError(str(exc), path=path) from None
+
+
+def _read_packed(zf: zipfile.ZipFile, packed_m: _NpyMember, shape_m: _NpyMember, n: int, path: Path,
+                 expected: ExpectedImage | None) -> np.ndarray:
+    if shape_m.shape != (2,) or shape_m.dtype.kind not in "iu" or shape_m.dtype.itemsize > MAX_ITEMSIZE:
+        raise AimsError(f"{path}: shape must be [H, W] positive integers, found {shape_m.dtype} {shape_m.shape}.",
+                        path=path)
+    shape = _read_member(zf, shape_m, path)
+    if (shape <= 0).any():
+        raise AimsError(f"{path}: shape must be [H, W] positive integers, found {shape.tolist()}.", path=path)
+    h, w = int(shape[0]), int(shape[1])
+    _check_size(str(path), (h, w), expected, path)
+    nbytes = (h * w + 7) // 8
+    if packed_m.dtype != np.uint8 or packed_m.shape != (n, nbytes):
+        raise AimsError(f"{path}: masks_packed must be uint8 of shape (N, ceil(H*W/8)) = ({n}, {nbytes}) "
+                        f"from np.packbits, found {packed_m.dtype} {packed_m.shape}.", path=path)
+    packed = _read_member(zf, packed_m, path)
+    return np.unpackbits(packed, axis=1, count=h * w).reshape(n, h, w).view(bool)
+
+
+# --------------------------------------------------------------------------- png
+
+
+def _png_file_bound(expected: ExpectedImage | None) -> int:
+    """Bytes a PNG mask may have: 4x its raw 16-bit scan lines (stored deflate and small
+    IDAT chunks included) + 1 MiB."""
+    if expected is None:
+        return MAX_DECODED_BYTES + (1 << 20)
+    return 4 * max(h * (2 * w + 1) for h, w in expected.sizes) + (1 << 20)
+
+
+def _read_png_mask(p: Path, expected: ExpectedImage | None) -> np.ndarray:
     from aims.imageio import decode_png
 
+    limit = _png_file_bound(expected)
+    with open_regular(p) as fh:
+        size = _file_size(fh)
+        if size > limit:
+            raise _too_big(p, size, limit, "a PNG mask of this image")
+        head = fh.read(PNG_HEADER_BYTES)
+        try:
+            hdr = read_png_header(head)
+        except ValueError as exc:
+            raise AimsError(f"{p} is not a readable PNG ({exc}).", path=p) from None
+        if hdr.channels != 1:
+            raise AimsError(f"{p}: expected a single-channel (greyscale) PNG mask, found PNG colour type "
+                            f"{hdr.colour_type} ({hdr.channels} channels); save it as 8-bit greyscale ('L').",
+                            path=p)
+        _check_size(str(p), (hdr.height, hdr.width), expected, p)
+        data = head + fh.read(limit)
+    try:
+        a = decode_png(data)
+    except ValueError as exc:
+        raise AimsError(f"{p} is not a readable PNG ({exc}).", path=p) from None
+    if a.shape != (hdr.height, hdr.width):
+        raise AimsError(f"{p}: expected a single-channel (greyscale) PNG mask of {hdr.height}x{hdr.width} (its "
+                        f"header), decoded shape {a.shape}.", path=p)
+    return a
+
+
+def _load_png(entry: Mapping[int, Path], expected: ExpectedImage | None) -> ImagePredictions:
     ids = sorted(entry)
+    if ids:
+        _check_count(str(entry[ids[0]].parent), len(ids), expected, entry[ids[0]].parent)
     masks, sizes, where = [], [], []
     for iid in ids:
         p = entry[iid]
-        try:
-            a = decode_png(p.read_bytes())
-        except ValueError as exc:
-            raise AimsError(f"{p} is not a readable PNG ({exc}).", path=p) from None
-        if a.ndim != 2:
-            raise AimsError(f"{p}: expected a single-channel (greyscale) PNG mask, found shape {a.shape}.", path=p)
+        a = _read_png_mask(p, expected)
         top = int(a.max()) if a.size else 0
         if top not in (0, 1, 255, 65535) or ((a != 0) & (a != top)).any():
             vals = np.unique(a)[:6].tolist()

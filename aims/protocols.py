@@ -122,6 +122,12 @@ class Protocol:
     def frame(self, config: str, id_map: np.ndarray, ids: np.ndarray, area: np.ndarray) -> Frame:
         raise NotImplementedError
 
+    def accepted_sizes(self, native: tuple[int, int]) -> list[tuple[int, int]]:
+        """The prediction mask sizes (h, w) accepted for an image of ``native`` size, known
+        without building the frame: the scorer checks every prediction's declared size
+        against them before decoding it (the same list as ``Frame.accepted_sizes``)."""
+        return [(int(native[0]), int(native[1]))]
+
     def to_dict(self, configs: list[str] | None = None) -> dict[str, Any]:
         """What the results JSON records about the protocol."""
         return {"name": self.name, "version": self.version, "eps": self.eps, "rules": dict(self.rules)}
@@ -145,6 +151,12 @@ class _SimCMF(Protocol):
 
     def check_config(self, config: str) -> None:
         self.threshold(config)
+
+    def accepted_sizes(self, native: tuple[int, int]) -> list[tuple[int, int]]:
+        sizes = [(int(native[0]), int(native[1]))]
+        if (SIMCMF_OUTPUT, SIMCMF_OUTPUT) not in sizes:
+            sizes.append((SIMCMF_OUTPUT, SIMCMF_OUTPUT))
+        return sizes
 
     def frame(self, config: str, id_map: np.ndarray, ids: np.ndarray, area: np.ndarray) -> Frame:
         thr = self.threshold(config)

@@ -1,9 +1,14 @@
 """Score a predictions folder against the prepared dataset: ``aims score``.
 
-Flow: index the predictions (:func:`aims.predictions.read_predictions`, which refuses mixed
-formats, duplicates and malformed records) → for every config, read the ground truth of the
-split straight from the prepared parquet shards (only the id-map PNG and the per-instance
-lists; the modality images are never decoded) → per image: decode the instance map once,
+Flow: index the ground truth of the split from the prepared parquet shards (instance count
+and map size per image, from the instance lists and PNG headers: :func:`ground_truth_index`)
+→ index the predictions (:func:`aims.predictions.read_predictions`, which refuses mixed
+formats, duplicates, malformed records, links/FIFOs/devices, and RLE JSON beyond a bound
+relative to the split's instance count) → for every config, read the ground truth straight
+from the shards (only the id-map PNG and the per-instance lists; the modality images are
+never decoded) → per image: load its predictions with the sizes its protocol accepts and
+its instance count (:class:`aims.predictions.ExpectedImage`: every declared size is
+checked before anything is decoded), decode the instance map once,
 bring it into the protocol's frame (:mod:`aims.protocols`), and compute every instance's
 intersection and areas in one vectorised pass (:mod:`aims.metrics`) → a per-instance table
 and its summaries (:class:`Scores`).
@@ -14,15 +19,22 @@ corrupt RLE/npz, and missing predictions for evaluated instances (listed with th
 ``missing="zero"`` scores them IoU 0 instead and the results say so). Predictions for
 instances the protocol does not evaluate are scored and kept in the table with
 ``evaluated = False``; they never enter the means. Results never depend on file order:
-rows follow the dataset's image order and each image's instance order.
+rows follow the dataset's image order and each image's instance order. A damaged dataset
+(corrupt or truncated shard, missing column, unreadable PNG cell) is an AimsError naming
+the shard and column, and :meth:`Scores.write` writes its folder atomically as a whole.
 
 No torch: the ``simcmf`` protocol's torch resize is reproduced with index arithmetic.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
+import io
 import json
+import os
+import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from aims.atomic import TEMP_PATTERN, atomic_write_bytes, atomic_write_text, remove_stale_temporaries, temporary_sibling
 from aims.errors import AimsError
 from aims.metrics import (
     bootstrap_ci,
@@ -39,10 +52,21 @@ from aims.metrics import (
     rle_intersections,
     size_bucket,
 )
-from aims.predictions import ImagePredictions, PredictionFolder, counts_to_mask, read_predictions
+from aims.predictions import (
+    ExpectedImage,
+    ImagePredictions,
+    JsonBound,
+    PredictionFolder,
+    counts_to_mask,
+    open_regular,
+    read_png_header,
+    read_predictions,
+    rle_json_limit,
+)
 from aims.protocols import Protocol, get_protocol
 
-__all__ = ["MODALITIES", "GroundTruthImage", "Scores", "iter_ground_truth", "score_predictions"]
+__all__ = ["MODALITIES", "SCORES_FILES", "GroundTruthImage", "ImageInfo", "Scores", "check_scores_target",
+           "ground_truth_index", "is_scores_folder", "iter_ground_truth", "score_predictions"]
 
 #: The five modalities of the headline number and the config that represents each. The
 #: paper's "polarization" column is RGBP-Glass (SimCMF's ``pgsnet_rgbp``, 9 channels), i.e.
@@ -62,6 +86,14 @@ TABLE_COLUMNS = [
     "config", "image_id", "instance_id", "category", "category_name", "area", "eval_area",
     "size", "evaluated", "missing", "intersection", "pred_area", "gt_area", "iou",
 ]
+#: The columns of a prepared shard the scorer reads (a shard without one is refused by name).
+GT_COLUMNS = ["image_id", "instances", "instance_ids", "category", "area", "bbox"]
+#: What ``aims score`` writes into its output folder (and all such a folder may hold).
+SCORES_FILES = ("instances.parquet", "results.json", "summary.txt")
+MAX_RESULTS_BYTES = 64 << 20
+#: The largest instance map the scorer decodes (8192 x 8192; the largest AIMS source image
+#: has ~5 megapixels): a dataset cell declaring more is refused from its PNG header.
+MAX_MAP_PIXELS = 1 << 26
 
 
 # --------------------------------------------------------------------------- ground truth
@@ -105,56 +137,158 @@ def split_shards(data_dir: str | Path | None, config: str, split: str) -> list[P
     return shards
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def _unreadable(shard: Path, exc: BaseException) -> AimsError:
+    return AimsError(f"{shard} is not a readable parquet shard of the prepared dataset (corrupt or truncated: "
+                     f"{_first_line(exc)}); re-prepare its config with `aims prepare --modality "
+                     f"{shard.parent.name}`.", path=shard)
+
+
+@contextlib.contextmanager
+def _reading(shard: Path) -> Iterator[None]:
+    """What pyarrow raises for a corrupt or truncated shard → one AimsError naming it."""
+    import pyarrow as pa
+
+    try:
+        yield
+    except (pa.ArrowException, OSError, EOFError) as exc:
+        raise _unreadable(shard, exc) from None
+
+
+def _open_shard(shard: Path, columns: Sequence[str]) -> Any:
+    """A ``pyarrow.parquet.ParquetFile`` holding ``columns``; AimsError naming the file
+    and the first missing column otherwise."""
+    import pyarrow.parquet as pq
+
+    with _reading(shard):
+        pf = pq.ParquetFile(shard)
+        names = pf.schema_arrow.names
+    missing = [c for c in columns if c not in names]
+    if missing:
+        raise AimsError(f"{shard} has no column {missing[0]!r} (it has {', '.join(names)}); it is not a "
+                        f"prepared AIMS shard. Re-prepare its config with `aims prepare --modality "
+                        f"{shard.parent.name}`.", path=shard)
+    return pf
+
+
+def _batches(shard: Path, columns: Sequence[str], batch_size: int) -> Iterator[dict[str, list[Any]]]:
+    pf = _open_shard(shard, columns)
+    with _reading(shard):
+        for batch in pf.iter_batches(batch_size=batch_size, columns=list(columns)):
+            yield batch.to_pydict()
+
+
 def category_names(shard: Path) -> list[str]:
     """Class names of the ``category`` ClassLabel, from the shard's Hugging Face features."""
     import pyarrow.parquet as pq
 
-    md = pq.read_schema(shard).metadata or {}
+    with _reading(shard):
+        md = pq.read_schema(shard).metadata or {}
     try:
         feats = json.loads(md[b"huggingface"])["info"]["features"]
-        return list(feats["category"]["feature"]["names"])
-    except (KeyError, ValueError, TypeError):
+        return [str(n) for n in feats["category"]["feature"]["names"]]
+    except (KeyError, ValueError, TypeError, RecursionError):
         return []
 
 
-def iter_ground_truth(shards: Sequence[Path], *, batch_size: int = 64) -> Iterator[GroundTruthImage]:
-    """Rows of the given shards in order, reading only the columns scoring needs."""
-    import pyarrow.parquet as pq
+def _cell_png(shard: Path, image_id: Any, cell: Any) -> bytes:
+    raw = cell.get("bytes") if isinstance(cell, dict) else None
+    if not isinstance(raw, (bytes, bytearray)):
+        raise AimsError(f"{shard}: row {image_id!r} has no embedded instance map (column 'instances'); "
+                        "re-prepare the dataset.", path=shard)
+    return bytes(raw)
 
+
+def _map_size(shard: Path, image_id: Any, raw: bytes) -> tuple[int, int]:
+    """(h, w) of an instance-map PNG cell from its IHDR, bounded, without decoding it."""
+    try:
+        hdr = read_png_header(raw)
+    except ValueError as exc:
+        raise _bad_cell(shard, image_id, str(exc)) from None
+    if hdr.channels != 1 or hdr.height * hdr.width > MAX_MAP_PIXELS:
+        raise _bad_cell(shard, image_id, f"{hdr.width}x{hdr.height} with {hdr.channels} channel(s); an instance "
+                        f"map is one channel of at most {MAX_MAP_PIXELS} pixels")
+    return hdr.height, hdr.width
+
+
+def _bad_cell(shard: Path, image_id: Any, why: str) -> AimsError:
+    return AimsError(f"{shard}: the instance map (column 'instances') of row {image_id!r} is not a readable PNG "
+                     f"({why}); re-prepare its config with `aims prepare --modality {shard.parent.name}`.",
+                     path=shard)
+
+
+def _row_arrays(shard: Path, d: dict[str, list[Any]], k: int) -> tuple[np.ndarray, ...]:
+    """instance_ids, category, area, bbox of row ``k``, checked to agree in length."""
+    image_id = d["image_id"][k]
+    try:
+        ids = np.asarray(d["instance_ids"][k], np.int64).reshape(-1)
+        cat = np.asarray(d["category"][k], np.int64).reshape(-1)
+        area = np.asarray(d["area"][k], np.int64).reshape(-1)
+        bbox = np.asarray(d["bbox"][k], np.int64).reshape(-1, 4)
+    except (TypeError, ValueError) as exc:
+        raise AimsError(f"{shard}: row {image_id!r} has malformed instance lists ({_first_line(exc)}); "
+                        "re-prepare the dataset.", path=shard) from None
+    if not (ids.size == cat.size == area.size == len(bbox)):
+        raise AimsError(f"{shard}: row {image_id!r} lists {ids.size} instance ids but {cat.size} categories, "
+                        f"{area.size} areas and {len(bbox)} boxes; re-prepare the dataset.", path=shard)
+    return ids, cat, area, bbox
+
+
+def iter_ground_truth(shards: Sequence[Path], *, batch_size: int = 64) -> Iterator[GroundTruthImage]:
+    """Rows of the given shards in order, reading only the columns scoring needs. A
+    corrupt or truncated shard, a missing column, or a cell that is not a readable
+    single-channel PNG is an :class:`AimsError` naming the file (and the column)."""
     from aims.imageio import decode_png
 
-    cols = ["image_id", "instances", "instance_ids", "category", "area", "bbox"]
     for shard in shards:
-        pf = pq.ParquetFile(shard)
-        for batch in pf.iter_batches(batch_size=batch_size, columns=cols):
-            d = batch.to_pydict()
-            for k in range(batch.num_rows):
-                cell = d["instances"][k]
-                raw = cell.get("bytes") if isinstance(cell, dict) else None
-                if raw is None:
-                    raise AimsError(f"{shard}: row {d['image_id'][k]!r} has no embedded instance map; "
-                                    "re-prepare the dataset.", path=shard)
-                id_map = decode_png(raw)
-                if id_map.ndim != 2:
-                    raise AimsError(f"{shard}: instance map of {d['image_id'][k]!r} is not single-channel.",
-                                    path=shard)
-                yield GroundTruthImage(
-                    d["image_id"][k],
-                    id_map,
-                    np.asarray(d["instance_ids"][k], np.int64),
-                    np.asarray(d["category"][k], np.int64),
-                    np.asarray(d["area"][k], np.int64),
-                    np.asarray(d["bbox"][k], np.int64).reshape(-1, 4),
-                )
+        for d in _batches(shard, GT_COLUMNS, batch_size):
+            for k in range(len(d["image_id"])):
+                image_id = d["image_id"][k]
+                raw = _cell_png(shard, image_id, d["instances"][k])
+                size = _map_size(shard, image_id, raw)
+                try:
+                    id_map = decode_png(raw)
+                except ValueError as exc:
+                    raise _bad_cell(shard, image_id, str(exc)) from None
+                if id_map.shape != size:
+                    raise _bad_cell(shard, image_id, f"decoded shape {id_map.shape} differs from its header")
+                ids, cat, area, bbox = _row_arrays(shard, d, k)
+                yield GroundTruthImage(str(image_id), id_map, ids, cat, area, bbox)
 
 
-def image_ids(shards: Sequence[Path]) -> list[str]:
-    import pyarrow.parquet as pq
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the scorer knows about an image before reading its predictions."""
 
-    out: list[str] = []
-    for s in shards:
-        out += pq.read_table(s, columns=["image_id"]).column("image_id").to_pylist()
+    n_instances: int
+    size: tuple[int, int]
+
+
+def ground_truth_index(shards: Sequence[Path], *, batch_size: int = 256) -> dict[str, ImageInfo]:
+    """image_id → (instance count, instance-map size) of every row of ``shards``, from
+    the instance lists and the PNG headers only (no image is decoded). WHY: the
+    predictions of an image are checked against its size and instance count before they
+    are decoded, and the RLE JSON bound is relative to the number of instances."""
+    out: dict[str, ImageInfo] = {}
+    for shard in shards:
+        for d in _batches(shard, ["image_id", "instances", "instance_ids"], batch_size):
+            for image_id, cell, ids in zip(d["image_id"], d["instances"], d["instance_ids"]):
+                size = _map_size(shard, image_id, _cell_png(shard, image_id, cell))
+                out[str(image_id)] = ImageInfo(len(ids) if isinstance(ids, list) else 0, size)
     return out
+
+
+def prepared_configs(data_dir: str | Path | None, split: str) -> list[str]:
+    """Configs of a dataset folder that have ``split`` shards (sorted)."""
+    root = _resolve_data_dir(data_dir)
+    if not root.is_dir():
+        return []
+    return sorted(d.name for d in root.iterdir()
+                  if not d.name.startswith(".") and d.is_dir() and any(d.glob(f"{split}-*.parquet")))
 
 
 def file_sha256(path: Path) -> str:
@@ -347,26 +481,180 @@ class Scores:
         return "\n".join(lines)
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
-        """Write ``instances.parquet``, ``results.json`` and ``summary.txt`` into ``out_dir``
-        (each atomically)."""
-        from aims.results import write_json_atomic
-
-        out = Path(out_dir)
+        """Write ``instances.parquet``, ``results.json`` and ``summary.txt`` into ``out_dir``,
+        atomically AS A WHOLE: the three files are written into a hidden temporary sibling
+        folder, which is then renamed to ``out_dir``. A reader (or a crash, or a full disk)
+        sees the previous folder or the complete new one, never ``instances.parquet``
+        without ``results.json``. An existing ``out_dir`` is replaced only if it is an
+        earlier ``aims score`` output (:func:`is_scores_folder`); anything else is refused.
+        A full disk, quota or file-size limit is an :class:`AimsError`, and nothing is left."""
+        out = check_scores_target(out_dir)
         try:
-            out.mkdir(parents=True, exist_ok=True)
+            out.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise AimsError(f"cannot create the output folder {out}: {exc}; choose a writable --out.",
-                            path=out) from None
-        paths = {"instances": out / "instances.parquet", "results": out / "results.json",
-                 "summary": out / "summary.txt"}
-        tmp = paths["instances"].with_name(".instances.parquet.tmp")
-        self.table.to_parquet(tmp, index=False)
-        tmp.replace(paths["instances"])
-        write_json_atomic(paths["results"], self.results())
-        tmp = paths["summary"].with_name(".summary.txt.tmp")
-        tmp.write_text(self.format_table() + "\n", encoding="utf-8")
-        tmp.replace(paths["summary"])
-        return paths
+            raise AimsError(f"cannot create the output folder {out.parent}: {exc.strerror}; choose a writable "
+                            "--out.", path=out.parent) from None
+        remove_stale_temporaries(out.parent)
+        tmp = temporary_sibling(out)
+        try:
+            tmp.mkdir()
+            self._write_files(tmp)
+            _swap_in(tmp, out)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise _write_error(out, exc) from None
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return {"instances": out / SCORES_FILES[0], "results": out / SCORES_FILES[1],
+                "summary": out / SCORES_FILES[2]}
+
+    def _write_files(self, folder: Path) -> None:
+        from aims.results import validate_results
+
+        buf = io.BytesIO()
+        self.table.to_parquet(buf, index=False)
+        atomic_write_bytes(folder / SCORES_FILES[0], buf.getvalue())
+        doc = self.results()
+        validate_results(doc, source=folder.parent / SCORES_FILES[1])
+        atomic_write_text(folder / SCORES_FILES[1],
+                          json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+        atomic_write_text(folder / SCORES_FILES[2], self.format_table() + "\n")
+
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    """Rename the finished folder ``tmp`` to ``out``; an existing ``out`` (checked to be
+    ours) is first renamed to a hidden temporary name (removed after, or by the next run
+    if we are killed in between) and restored if the second rename fails."""
+    old = None
+    if os.path.lexists(out):
+        old = temporary_sibling(out)
+        os.rename(out, old)
+    try:
+        os.rename(tmp, out)
+    except BaseException:
+        if old is not None:
+            with contextlib.suppress(OSError):
+                os.rename(old, out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+_FULL = {errno.ENOSPC: "the disk is full", errno.EFBIG: "the file size limit was reached",
+         getattr(errno, "EDQUOT", -1): "the disk quota is exhausted"}
+
+
+def _write_error(out: Path, exc: OSError) -> AimsError:
+    where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno in _FULL:
+        return AimsError(f"cannot write the scores to {out}: {_FULL[exc.errno]}{where} ({exc.strerror}). Nothing "
+                         f"was written ({out} is unchanged); free space, or choose another --out, and score again.",
+                         path=out)
+    return AimsError(f"cannot write the scores to {out}: {exc.strerror}{where}; choose a writable --out. Nothing "
+                     "was written.", path=out)
+
+
+def _is_our_hidden(name: str) -> bool:
+    return bool(TEMP_PATTERN.match(name)) or name in (".instances.parquet.tmp", ".summary.txt.tmp")
+
+
+def is_scores_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a folder an earlier ``aims score`` wrote, which may be replaced:
+    an empty folder, or one holding only regular files among :data:`SCORES_FILES` (some
+    may be missing: the leftover of a run killed by the old, non-atomic writer) and our
+    hidden temporaries, whose ``results.json`` (if any) is an AIMS results document and
+    whose ``instances.parquet`` (if any) has the per-instance table's columns."""
+    p = Path(path)
+    try:
+        names = os.listdir(p)
+    except OSError:
+        return False
+    visible = [n for n in names if not n.startswith(".")]
+    if any(n not in SCORES_FILES for n in visible) or not all(_is_our_hidden(n) for n in names if n.startswith(".")):
+        return False
+    try:
+        if "results.json" in visible and not _is_results_doc(p / "results.json"):
+            return False
+        if "instances.parquet" in visible and not _is_instances_table(p / "instances.parquet"):
+            return False
+        if "summary.txt" in visible:
+            open_regular(p / "summary.txt").close()
+    except AimsError:
+        return False
+    return True
+
+
+def _is_results_doc(path: Path) -> bool:
+    with open_regular(path) as fh:
+        data = fh.read(MAX_RESULTS_BYTES + 1)
+    if len(data) > MAX_RESULTS_BYTES:
+        return False
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return False
+    return isinstance(doc, dict) and "results_format" in doc
+
+
+def _is_instances_table(path: Path) -> bool:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    open_regular(path).close()
+    try:
+        names = pq.read_schema(path).names
+    except (pa.ArrowException, OSError):
+        return False
+    return set(TABLE_COLUMNS) <= set(names)
+
+
+def check_scores_target(out_dir: str | Path) -> Path:
+    """The folder ``aims score`` will write, after checking it may: absent, or an earlier
+    scores folder (:func:`is_scores_folder`). A link given by the user is followed when it
+    leads to a folder (it is their own path). :class:`AimsError` otherwise — call it before
+    scoring to fail fast."""
+    out = Path(out_dir).expanduser()
+    if out.is_symlink():
+        if not out.is_dir():
+            raise AimsError(f"--out {out} is a link to {os.readlink(out)}, which is not a folder; choose a folder "
+                            "path.", path=out)
+        out = Path(os.path.realpath(out))
+    if not os.path.lexists(out):
+        return out
+    if not out.is_dir():
+        raise AimsError(f"--out {out} is a file, not a folder; choose a folder path for the scores.", path=out)
+    if not is_scores_folder(out):
+        shown = ", ".join(sorted(os.listdir(out))[:5])
+        raise AimsError(f"--out {out} already exists and is not an `aims score` output folder (it holds {shown}); "
+                        "it is never replaced. Choose a new --out (or empty that folder).", path=out)
+    return out
+
+
+class _IndexCache:
+    """:func:`ground_truth_index` per config of one split, read once."""
+
+    def __init__(self, data_dir: str | Path | None, split: str) -> None:
+        self.data_dir = data_dir
+        self.split = split
+        self._index: dict[str, dict[str, ImageInfo]] = {}
+
+    def get(self, config: str) -> dict[str, ImageInfo]:
+        if config not in self._index:
+            self._index[config] = ground_truth_index(split_shards(self.data_dir, config, self.split))
+        return self._index[config]
+
+    def json_bound(self, configs: Sequence[str] | None, proto: Protocol) -> JsonBound:
+        """The RLE JSON bound for the instances of the split (of ``configs``, or of every
+        prepared config when the predictions decide which are scored)."""
+        names = list(dict.fromkeys(configs)) if configs else prepared_configs(self.data_dir, self.split)
+        n, pixels = 0, 1
+        for c in names:
+            with contextlib.suppress(AimsError):  # an unprepared config is reported later, by name
+                for info in self.get(c).values():
+                    n += info.n_instances
+                    pixels = max(pixels, max(h * w for h, w in proto.accepted_sizes(info.size)))
+        return rle_json_limit(n, pixels, f"split {self.split!r} of {', '.join(names) or 'no prepared config'}")
 
 
 def _missing_error(missing: list[tuple[str, str, int]], total: int, folder: Path) -> AimsError:
@@ -400,7 +688,9 @@ def score_predictions(
     if missing not in MISSING_POLICIES:
         raise AimsError(f"--missing must be one of {', '.join(MISSING_POLICIES)}, got {missing!r}.")
     proto = protocol if isinstance(protocol, Protocol) else get_protocol(protocol)
-    pf = predictions if isinstance(predictions, PredictionFolder) else read_predictions(predictions)
+    gt_index = _IndexCache(data_dir, split)
+    pf = predictions if isinstance(predictions, PredictionFolder) else read_predictions(
+        predictions, json_bound=lambda: gt_index.json_bound(configs, proto))
     chosen = list(dict.fromkeys(configs)) if configs else pf.configs
     for c in chosen:
         proto.check_config(c)
@@ -410,8 +700,8 @@ def score_predictions(
     shards = {c: split_shards(data_dir, c, split) for c in chosen}
     # Fail fast on predictions for images the split does not have (before the heavy pass).
     for c in chosen:
-        known = set(image_ids(shards[c]))
-        unknown = sorted(set(pf.index.get(c, {})) - known)
+        known = gt_index.get(c)
+        unknown = sorted(set(pf.index.get(c, {})) - set(known))
         if unknown:
             entry = pf.index[c][unknown[0]]
             where = (entry[0].where if pf.format == "rle" else
@@ -430,6 +720,7 @@ def score_predictions(
         names = category_names(shards[c][0])
         names_by_config[c] = names
         preds_of = pf.index.get(c, {})
+        infos = gt_index.get(c)
         it = iter_ground_truth(shards[c])
         if progress:
             from tqdm.auto import tqdm
@@ -437,7 +728,12 @@ def score_predictions(
             bar = tqdm(it, desc=f"scoring {c}", unit="img", leave=False)
             it = bar
         for gt in it:
-            preds = pf.image(c, gt.image_id) if gt.image_id in preds_of else None
+            preds = None
+            if gt.image_id in preds_of:
+                info = infos[gt.image_id]
+                expected = ExpectedImage(tuple(proto.accepted_sizes(info.size)), info.n_instances,
+                                         f"image {gt.image_id!r} of config {c!r} (protocol {proto.version})")
+                preds = pf.image(c, gt.image_id, expected)
             r = score_image(proto, c, split, gt, preds)
             miss = r["evaluated"] & ~r["have"]
             if miss.any():

@@ -173,3 +173,151 @@ def test_writer_is_atomic_and_never_replaces_foreign_folders(tmp_path):
     with PredictionWriter(out, fmt="npz", overwrite=True) as w:
         w.add("depth", "a", 1, np.ones((3, 3), bool))
     assert read_predictions(out).format == "npz"
+
+
+# --------------------------------------------------------------------------- hostile RLE
+# Every malformed RLE below is refused by our codec (aims.rle) with RleError. pycocotools is
+# run on the same input: where it raises too, the test asserts it; where it does NOT raise
+# but returns something (zero-padding, truncation, uninitialised memory), the test asserts
+# that it returns and names the behaviour in the case id — "we refuse what pycocotools
+# silently accepts" is the honest summary of those cases.
+
+from aims import rle as aims_rle  # noqa: E402
+
+H, W = 3, 4
+T63 = 2**63
+
+
+def coco_string(values: list[int]) -> str:
+    """COCO's counts string of raw VALUES (already delta-coded), with as many 5-bit
+    groups as each value needs — also values no real encoder would write."""
+    out = []
+    for x in values:
+        more = True
+        while more:
+            c = x & 0x1F
+            x >>= 5
+            more = not ((x == 0 and not c & 0x10) or (x == -1 and c & 0x10))
+            out.append(chr((c | (0x20 if more else 0)) + 48))
+    return "".join(out)
+
+
+def forged_counts(hw: int, gt_area: int) -> list[int]:
+    """Counts whose int64 sum wraps around to exactly ``hw`` and whose runs of 1, summed in
+    int64, have ``gt_area`` pixels, while the first run of 1 covers the whole image: the
+    old scorer took it for a perfect mask of any instance of area ``gt_area``. Every
+    later run starts and ends outside [0, hw) (wrapped), so it adds no intersection."""
+    c = [0, hw, 0, T63 - 1 - hw, 1, T63 - 1, hw + 1, 2 + gt_area, T63 - 1, 0, T63 - 1 - gt_area]
+    assert sum(c) % 2**64 == hw and sum(c[1::2]) % 2**64 == gt_area and all(0 <= v < T63 for v in c)
+    return c
+
+
+def _seg(counts, size=(H, W)):
+    return {"size": list(size), "counts": counts}
+
+
+def _coco_decode(seg: dict) -> np.ndarray:
+    h, w = seg["size"]
+    if isinstance(seg["counts"], list):
+        return mask_utils.decode(mask_utils.frPyObjects(seg, h, w))
+    return mask_utils.decode({"size": seg["size"], "counts": seg["counts"].encode()})
+
+
+def _coco_lenient(check):
+    """pycocotools returns instead of raising; ``check`` asserts what it returns."""
+    return check
+
+
+RAISES = None
+MALFORMED = {
+    # -- both refuse
+    "total-over-list": (_seg([0, 13]), RAISES),
+    "total-over-string": (_seg(coco_string([0, 13])), RAISES),
+    "negative-list": (_seg([-1, 13]), RAISES),
+    "negative-string": (_seg(coco_string([0, 12, 0, -13])), RAISES),
+    "int64-wraparound-list (the forged score)": (_seg(forged_counts(H * W, 5)), RAISES),
+    "uint32-wraparound-list": (_seg([0, 2**32 - 1, 13]), RAISES),
+    "uint32-wraparound-string": (_seg(coco_string([0, 2**32 - 1, 13])), RAISES),
+    "overflowing-string-13-groups": (_seg(coco_string([0, 2**62, 0])), RAISES),
+    "alphabet-low": (_seg("0!"), RAISES),
+    "truncated-string": (_seg("0Q"), RAISES),
+    "non-ascii-string": (_seg("0é"), RAISES),
+    "negative-size": (_seg("0<", (-3, 4)), RAISES),
+    # -- pycocotools accepts, we refuse
+    "total-short-list: pycocotools zero-pads": (
+        _seg([0, 11]), _coco_lenient(lambda m: m.ravel(order="F").tolist() == [1] * 11 + [0])),
+    "total-short-string: pycocotools leaves the rest uninitialised": (
+        _seg(coco_string([0, 11])), _coco_lenient(lambda m: m.shape == (H, W) and m.ravel(order="F")[:11].all())),
+    "float-counts: pycocotools truncates": (
+        _seg([0, 1.5, 10.5]), _coco_lenient(lambda m: m.ravel(order="F").tolist() == [1] + [0] * 11)),
+    "bool-counts: pycocotools reads True as 1": (
+        _seg([0, True, 11]), _coco_lenient(lambda m: m.ravel(order="F").tolist() == [1] + [0] * 11)),
+    "too-many-runs-list: pycocotools decodes zero runs": (
+        _seg([0] * 14 + [12]), _coco_lenient(lambda m: m.shape == (H, W) and not m.any())),
+    "too-long-string: pycocotools returns uninitialised memory": (
+        _seg("0" * (6 * (H * W + 1) + 1)), _coco_lenient(lambda m: m.shape == (H, W))),
+    "alphabet-high: pycocotools drops bit 0x40 ('|' reads as '<')": (
+        _seg("0|"), _coco_lenient(lambda m: m.shape == (H, W) and m.all())),
+    "bool-size: pycocotools reads True as 1": (
+        _seg("0<", (True, 12)), _coco_lenient(lambda m: m.shape == (1, 12) and m.all())),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_malformed_rle_is_refused_and_pycocotools_agrees_or_is_lenient(case):
+    seg, coco = MALFORMED[case]
+    with pytest.raises(aims_rle.RleError):
+        aims_rle.decode(seg)
+    with pytest.raises(aims_rle.RleError):
+        aims_rle.area(seg)
+    if coco is RAISES:
+        with pytest.raises((ValueError, OverflowError, TypeError)):
+            _coco_decode(seg)
+    else:
+        assert coco(_coco_decode(seg)), case
+
+
+def test_huge_size_is_refused_before_anything_is_allocated():
+    seg = _seg("0", (100000, 100000))
+    with pytest.raises(aims_rle.RleError, match="100000x100000"):
+        aims_rle.decode(seg)
+    # pycocotools does not look at the size before decoding (decode would allocate 10 GB,
+    # so it is not called here); its area() reports 0 without complaint
+    assert int(mask_utils.area({"size": [100000, 100000], "counts": b"0"})) == 0
+
+
+def test_forged_wraparound_would_have_passed_an_int64_sum():
+    c = forged_counts(480 * 640, 1234)
+    assert int(np.asarray(c, np.int64).sum()) == 480 * 640  # what the old check computed
+    with pytest.raises(aims_rle.RleError, match="forged"):
+        aims_rle.validate(_seg(c, (480, 640)))
+
+
+def test_rle_area_and_fr_py_objects_match_pycocotools():
+    for m in _random_masks(5, 60):
+        counts = rle_counts(m).tolist()
+        seg = {"size": list(m.shape), "counts": counts}
+        h, w = m.shape
+        ref = mask_utils.frPyObjects(seg, h, w)
+        assert aims_rle.fr_py_objects(seg, h, w) == {"size": list(ref["size"]), "counts": ref["counts"].decode()}
+        assert aims_rle.area(seg) == int(mask_utils.area(ref)) == int(m.sum())
+
+
+def test_rle_size_must_be_an_accepted_size():
+    seg = rle_encode(np.ones((3, 4), bool))
+    with pytest.raises(aims_rle.RleSizeError, match="3x4"):
+        aims_rle.validate(seg, [(4, 3)])
+    assert aims_rle.validate(seg, [(4, 3), (3, 4)])[0] == (3, 4)
+
+
+def test_png_header_is_read_without_decoding():
+    from aims.imageio import encode_png
+    from aims.predictions import read_png_header
+
+    hdr = read_png_header(encode_png(np.zeros((7, 11), np.uint8)))
+    assert (hdr.width, hdr.height, hdr.bit_depth, hdr.colour_type, hdr.channels) == (11, 7, 8, 0, 1)
+    hdr = read_png_header(encode_png(np.zeros((5, 3, 3), np.uint16)))
+    assert (hdr.width, hdr.height, hdr.bit_depth, hdr.channels) == (3, 5, 16, 3)
+    for bad in (b"", b"\x89PNG\r\n\x1a\n", b"GIF89a" + bytes(40), encode_png(np.zeros((2, 2), np.uint8))[:20]):
+        with pytest.raises(ValueError):
+            read_png_header(bad)

@@ -208,3 +208,84 @@ def test_headline_needs_all_five_modalities():
     assert "polarization-zju" not in h["modalities"]
     del summary["nir"]
     assert s.headline(summary) == {**s.headline(summary), "complete": False, "miou": None}
+
+
+# --------------------------------------------------------------------------- the scores folder
+
+
+def _scored(tmp_path, nyuv2_prepared, gt):
+    write(tmp_path / "p", {"depth": gt["depth"]}, "rle", exact=True)
+    return score_predictions(tmp_path / "p", data_dir=nyuv2_prepared, configs=["depth"])
+
+
+def test_scores_folder_is_written_whole_and_replaced_whole(tmp_path, nyuv2_prepared, gt):
+    from aims.scoring import SCORES_FILES, is_scores_folder
+
+    s = _scored(tmp_path, nyuv2_prepared, gt)
+    out = tmp_path / "runs" / "scores"
+    paths = s.write(out)
+    assert sorted(p.name for p in out.iterdir()) == sorted(SCORES_FILES) and is_scores_folder(out)
+    assert paths["results"] == out / "results.json"
+    # the leftover of the old writer on a full disk: instances.parquet without results.json
+    (out / "results.json").unlink()
+    (out / ".summary.txt.tmp").write_text("half")
+    assert is_scores_folder(out)
+    s.write(out)
+    assert sorted(p.name for p in out.iterdir()) == sorted(SCORES_FILES)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["scores"]  # no temporaries left
+    assert load_results(out / "results.json")["configs"]["depth"]["miou"] == 1.0
+
+
+@pytest.mark.parametrize("content", ["foreign-file", "foreign-results", "link", "file"])
+def test_scores_folder_that_is_not_ours_is_refused(tmp_path, nyuv2_prepared, gt, content):
+    s = _scored(tmp_path, nyuv2_prepared, gt)
+    out = tmp_path / "out"
+    if content == "file":
+        out.write_text("mine")
+    else:
+        out.mkdir()
+        if content == "foreign-file":
+            (out / "results.json").write_text(json.dumps({"results_format": 1}))
+            (out / "notes.md").write_text("mine")
+        elif content == "foreign-results":
+            (out / "results.json").write_text(json.dumps({"my": "own results"}))
+        else:
+            (out / "results.json").symlink_to(tmp_path / "p" / META_FILE)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(AimsError, match="--out"):
+        s.write(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    if content == "file":
+        assert out.read_text() == "mine"
+
+
+def test_rle_intersections_refuses_unvalidated_counts():
+    from aims.metrics import rle_intersections
+
+    label = np.zeros((4, 5), np.int64)
+    label[1:3, 1:4] = 1
+    boxes = np.array([[1, 1, 3, 2]])
+    ok = rle_intersections(label, np.array([1]), boxes, [np.array([0, 20])])
+    assert ok[0].tolist() == [6] and ok[1].tolist() == [20]
+    t = 2**63
+    forged = np.array([0, 20, 0, t - 21, 1, t - 1, 21, 8, t - 1, 0, t - 7], dtype=np.int64)
+    assert int(forged.sum()) == 20  # wraps around: what the old check accepted
+    with pytest.raises(ValueError, match="validated"):
+        rle_intersections(label, np.array([1]), boxes, [forged])
+    with pytest.raises(ValueError, match="cover"):
+        rle_intersections(label, np.array([1]), boxes, [np.array([0, 19])])
+
+
+def test_predictions_are_checked_against_the_image_before_decoding(tmp_path, nyuv2_prepared, gt):
+    from aims.predictions import ExpectedImage, read_predictions
+
+    write(tmp_path / "p", {"depth": gt["depth"]}, "npz", exact=True)
+    pf = read_predictions(tmp_path / "p")
+    g = gt["depth"][0]
+    h, w = g.id_map.shape
+    ok = pf.image("depth", g.image_id, ExpectedImage(((h, w),), len(g.instance_ids), "image x"))
+    assert len(ok) == len(g.instance_ids)
+    with pytest.raises(AimsError, match=f"mask size {h}x{w} .* does not match image x: expected {w}x{h}"):
+        pf.image("depth", g.image_id, ExpectedImage(((w, h),), len(g.instance_ids), "image x"))
+    with pytest.raises(AimsError, match="at most 2 instance"):
+        pf.image("depth", g.image_id, ExpectedImage(((h, w),), 2, "image x"))
