@@ -187,7 +187,7 @@ def _grey_unit(value: Any) -> np.ndarray:
     return (arr.astype(np.float32) / scale)[None]
 
 
-register_column(ColumnDecoder("nir", 1, _grey_unit, "NIR / (2^bits - 1), in [0, 1]"))
+register_column(ColumnDecoder("nir", 1, _grey_unit, "NIR / 255, in [0, 1]"))
 register_modality(Modality("nir", ("nir",), description="near-infrared intensity in [0, 1]"))
 # RGB-NIR: stacked [R, G, B, NIR] then permuted with seed 0 → stored order [B, R, G, NIR]
 # (np.random.default_rng(0).permutation(4) == [2, 0, 1, 3]).

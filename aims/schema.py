@@ -121,8 +121,8 @@ register_config(
         modality_columns=(
             ModalityColumn(
                 "nir",
-                "greyscale PNG at the source's bit depth (uint8, or uint16 for 16-bit TIFFs)",
-                "near-infrared intensity as recorded; tensor = value / (2^bits - 1)",
+                "8-bit greyscale PNG (the repack's JPEG, or a content-matched nirscene1 TIFF)",
+                "near-infrared intensity as recorded; tensor = value / 255",
             ),
         ),
         tags=("nir", "near-infrared"),

@@ -510,13 +510,13 @@ class Scores:
                 "summary": out / SCORES_FILES[2]}
 
     def _write_files(self, folder: Path) -> None:
-        from aims.results import validate_results
+        from aims.results import SCORING_HINT, validate_results
 
         buf = io.BytesIO()
         self.table.to_parquet(buf, index=False)
         atomic_write_bytes(folder / SCORES_FILES[0], buf.getvalue())
         doc = self.results()
-        validate_results(doc, source=folder.parent / SCORES_FILES[1])
+        validate_results(doc, source=folder.parent / SCORES_FILES[1], hint=SCORING_HINT)
         atomic_write_text(folder / SCORES_FILES[1],
                           json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
         atomic_write_text(folder / SCORES_FILES[2], self.format_table() + "\n")
