@@ -1,11 +1,19 @@
 """The ``aims`` command.
 
-User mistakes (a missing file, a wrong checksum, a folder that is not writable) end with
-one readable paragraph and exit status 2; anything else is a bug and keeps its traceback.
+User mistakes (a missing file, a wrong checksum, a folder that is not writable, an
+unknown option, a value out of range) end with one readable paragraph and exit status 2;
+anything else is a bug and keeps its traceback.
+
+Arguments are checked by typer before any work starts: choices are ``str`` enums built
+from the registries they name (so ``--help`` lists them and a new protocol or config
+appears by itself), numbers carry their ``min``/``max``, and folders given with ``--out``
+refuse an existing file.
 """
 
 from __future__ import annotations
 
+import enum
+import errno
 import sys
 import tempfile
 import textwrap
@@ -16,13 +24,25 @@ from typing import Annotated, Optional
 import typer
 
 from aims import __version__
+from aims.converters.registry import known_configs
 from aims.errors import AimsError
+from aims.protocols import PROTOCOLS
+from aims.scoring import MISSING_POLICIES
+
+#: most worker processes `aims prepare` starts (a typo of 10000 must not fork-bomb the machine)
+MAX_WORKERS = 256
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain help: typer 0.29's rich panels print a stray <bool> on flags
     help="AIMS — Any Image Modality Segmentation: prepare the benchmark, score predictions.",
 )
+
+Modality = enum.Enum("Modality", [(c, c) for c in (*known_configs(), "all")], type=str)
+ProtocolName = enum.Enum("ProtocolName", [(n, n) for n in dict.fromkeys(
+    [*PROTOCOLS, *(p.version for p in PROTOCOLS.values())])], type=str)
+MissingPolicy = enum.Enum("MissingPolicy", [(n, n) for n in MISSING_POLICIES], type=str)
 
 
 def _version(value: bool) -> None:
@@ -41,23 +61,32 @@ def _root(
 
 @app.command()
 def prepare(
-    modality: Annotated[list[str], typer.Option("--modality", "-m",
-        help="Config to build: depth, hha, or all. Repeat for several.")],
-    source: Annotated[Optional[list[Path]], typer.Option(
+    modality: Annotated[list[Modality], typer.Option("--modality", "-m",
+        help="Config to build, or all. Repeat for several.")],
+    source: Annotated[Optional[list[Path]], typer.Option(metavar="PATH",
         help="Local copy of the source (archive, file or extracted folder) instead of a download. "
              "Repeat for a source given in several parts (e.g. IVRG_RGBNIR and nirscene1.zip).")] = None,
-    out: Annotated[Optional[Path], typer.Option(
+    out: Annotated[Optional[Path], typer.Option(file_okay=False,
         help="Dataset folder to write (default: $AIMS_HOME/dataset).")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Worker processes (default: all cores).")] = None,
+    workers: Annotated[Optional[int], typer.Option(min=1, max=MAX_WORKERS,
+        help="Worker processes (default: all cores).")] = None,
+    max_extract_gb: Annotated[Optional[float], typer.Option(min=0.001,
+        help="Allow archives to extract to this many GiB in all (default: the limit in "
+             "docs/security.md).")] = None,
+    max_extract_ratio: Annotated[Optional[float], typer.Option(min=1.0,
+        help="Allow archive members this compression ratio (default: the limit in "
+             "docs/security.md).")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Download (or take --source), verify, convert and write dataset configs."""
     from aims.converters.registry import group_by_source
+    from aims.extract import extraction_limits
     from aims.paths import default_dataset_dir
 
-    groups = group_by_source(modality)
-    summary = run_prepare(groups, sources=_sources_per_group(groups, list(source or [])),
-                          out=out or default_dataset_dir(), workers=workers, progress=progress)
+    groups = group_by_source([m.value for m in modality])
+    with extraction_limits(max_gb=max_extract_gb, max_ratio=max_extract_ratio):  # None: the default
+        summary = run_prepare(groups, sources=_sources_per_group(groups, list(source or [])),
+                              out=out or default_dataset_dir(), workers=workers, progress=progress)
     typer.echo("\n".join(summary))
 
 
@@ -108,8 +137,9 @@ def run_prepare(groups: dict[str, list[str]], *, sources: dict[str, object], out
 
 @app.command()
 def demo(
-    out: Annotated[Optional[Path], typer.Option(
-        help="Folder for the demo's sources and dataset (default: a new temporary folder).")] = None,
+    out: Annotated[Optional[Path], typer.Option(file_okay=False,
+        help="New or empty folder for the demo's sources and dataset (default: a new temporary "
+             "folder).")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """The whole pipeline on the bundled miniatures: prepare, tiny baseline, score,
@@ -123,18 +153,19 @@ def demo(
 
 @app.command()
 def score(
-    predictions: Annotated[Path, typer.Argument(help="Predictions folder (RLE *.json, <config>/<image_id>.npz "
-                                                     "or <config>/<image_id>/<instance_id>.png; docs/predictions.md).")],
-    config: Annotated[Optional[list[str]], typer.Option("--config", "-c",
+    predictions: Annotated[Path, typer.Argument(file_okay=False,
+        help="Predictions folder (RLE *.json, <config>/<image_id>.npz "
+             "or <config>/<image_id>/<instance_id>.png; docs/predictions.md).")],
+    config: Annotated[Optional[list[str]], typer.Option("--config", "-c", metavar="CONFIG",
         help="Config to score; repeat for several (default: every config the predictions cover).")] = None,
     split: Annotated[str, typer.Option(help="Dataset split to score against.")] = "test",
-    protocol: Annotated[str, typer.Option(help="Protocol: aims (aims-v1) or simcmf (simcmf-v1).")] = "aims",
-    out: Annotated[Optional[Path], typer.Option(
+    protocol: Annotated[ProtocolName, typer.Option(help="Scoring protocol (docs/protocol.md).")] = "aims",
+    out: Annotated[Optional[Path], typer.Option(file_okay=False,
         help="Folder for instances.parquet, results.json and summary.txt "
              "(default: <predictions>-scores-<protocol version> beside the predictions).")] = None,
-    missing: Annotated[str, typer.Option(
-        help="Evaluated instances without a prediction: error (default) or zero (IoU 0, reported).")] = "error",
-    data_dir: Annotated[Optional[Path], typer.Option(
+    missing: Annotated[MissingPolicy, typer.Option(
+        help="Evaluated instances without a prediction: error, or zero (IoU 0, reported).")] = "error",
+    data_dir: Annotated[Optional[Path], typer.Option(file_okay=False,
         help="Prepared dataset folder (default: $AIMS_HOME/dataset).")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
@@ -143,7 +174,7 @@ def score(
 
     start = time.perf_counter()
     scores = score_predictions(predictions, data_dir=data_dir, configs=config or None, split=split,
-                               protocol=protocol, missing=missing, progress=progress)
+                               protocol=protocol.value, missing=missing.value, progress=progress)
     out_dir = out or default_scores_dir(predictions, scores.protocol.version)
     paths = scores.write(out_dir)
     typer.echo(scores.format_table())
@@ -160,19 +191,22 @@ def default_scores_dir(predictions: Path, version: str) -> Path:
     return p.parent / f"{p.name}-scores-{version}"
 
 
-leaderboard_app = typer.Typer(no_args_is_help=True, help="Build the leaderboard, add results to it.")
+leaderboard_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                              help="Build the leaderboard, add results to it.")
 app.add_typer(leaderboard_app, name="leaderboard")
 
 
 @leaderboard_app.command("build")
 def leaderboard_build(
-    results: Annotated[Path, typer.Option(help="Folder of results JSON files (from `aims score`).")] = Path("results"),
-    out: Annotated[Path, typer.Option(help="Folder for the static page.")] = Path("leaderboard-site"),
-    readme: Annotated[Optional[Path], typer.Option(
+    results: Annotated[Path, typer.Option(file_okay=False,
+        help="Folder of results JSON files (from `aims score`).")] = Path("results"),
+    out: Annotated[Path, typer.Option(file_okay=False, help="Folder for the static page.")] = Path("leaderboard-site"),
+    readme: Annotated[Optional[Path], typer.Option(dir_okay=False,
         help="Also write the Markdown table between the leaderboard markers of this README.")] = None,
     reference: Annotated[bool, typer.Option(help="Include the paper's reported numbers.")] = True,
 ) -> None:
     """Results files + the paper's numbers → sortable static page and Markdown table."""
+    from aims.atomic import atomic_write_text
     from aims.leaderboard.entries import collect
     from aims.leaderboard.render import build_site, markdown, update_readme
 
@@ -181,7 +215,7 @@ def leaderboard_build(
     scored = sum(e.link is not None for e in entries)
     typer.echo(f"Leaderboard: {scored} scored result(s), {len(entries) - scored} reference row(s)")
     typer.echo(f"Page: {index}")
-    (out / "leaderboard.md").write_text(markdown(entries), encoding="utf-8")
+    atomic_write_text(out / "leaderboard.md", markdown(entries))
     typer.echo(f"Markdown: {out / 'leaderboard.md'}")
     if readme is not None:
         try:
@@ -193,8 +227,9 @@ def leaderboard_build(
 
 @leaderboard_app.command("add")
 def leaderboard_add(
-    results_file: Annotated[Path, typer.Argument(help="A results JSON written by `aims score`.")],
-    results: Annotated[Path, typer.Option(help="The leaderboard's results folder.")] = Path("results"),
+    results_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False,
+        help="A results JSON written by `aims score`.")],
+    results: Annotated[Path, typer.Option(file_okay=False, help="The leaderboard's results folder.")] = Path("results"),
 ) -> None:
     """Validate a results file against the schema and add it to the results folder."""
     from aims.leaderboard.entries import add_results
@@ -206,7 +241,8 @@ def leaderboard_add(
 @app.command()
 def publish(
     repo_id: Annotated[str, typer.Option("--repo-id", help="Hugging Face dataset repo, ORG/NAME.")],
-    data_dir: Annotated[Optional[Path], typer.Option(help="Prepared dataset (default: $AIMS_HOME/dataset).")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(file_okay=False,
+        help="Prepared dataset (default: $AIMS_HOME/dataset).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be uploaded; upload nothing.")] = False,
     private: Annotated[bool, typer.Option(help="Create the repo as private.")] = False,
 ) -> None:
@@ -224,13 +260,15 @@ def publish(
 
 @app.command()
 def show(
-    config: Annotated[list[str], typer.Option("--config", "-c", help="Config(s) to draw (default: all prepared).")] = [],
+    config: Annotated[list[str], typer.Option("--config", "-c", metavar="CONFIG",
+        help="Config(s) to draw (default: all prepared); repeat for several.")] = [],
     split: Annotated[str, typer.Option(help="Split to draw.")] = "test",
-    limit: Annotated[int, typer.Option(help="Panels per config.")] = 4,
-    predictions: Annotated[Optional[Path], typer.Option(
+    limit: Annotated[int, typer.Option(min=1, help="Panels per config.")] = 4,
+    predictions: Annotated[Optional[Path], typer.Option(file_okay=False,
         help="Predictions folder: draw predicted masks with their IoU.")] = None,
-    data_dir: Annotated[Optional[Path], typer.Option(help="Prepared dataset (default: $AIMS_HOME/dataset).")] = None,
-    out: Annotated[Path, typer.Option(help="Folder for the PNGs.")] = Path("aims-panels"),
+    data_dir: Annotated[Optional[Path], typer.Option(file_okay=False,
+        help="Prepared dataset (default: $AIMS_HOME/dataset).")] = None,
+    out: Annotated[Path, typer.Option(file_okay=False, help="Folder for the PNGs.")] = Path("aims-panels"),
 ) -> None:
     """PNG panels per image (channels, instances, clicks, predictions) and statistics plots."""
     from aims.show import show_dataset
@@ -247,27 +285,56 @@ from aims.baselines.cli import app as _baseline_app  # typer only; torch loads i
 app.add_typer(_baseline_app, name="baseline", help="SimCMF baselines on Segment Anything (install the baselines extra).")
 
 
-def main() -> None:
-    try:
-        app(standalone_mode=False)
-    except AimsError as exc:
-        text = textwrap.fill(str(exc), width=100, break_long_words=False, break_on_hyphens=False)
-        print(f"aims: error: {text}", file=sys.stderr)
+#: errors of the machine rather than of the program: reported like a user's mistake
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def click_exception_class() -> type[Exception]:
+    """The ``ClickException`` of the click copy typer runs on. typer ≥ 0.29 ships its own
+    copy of click, older typer uses the click package; ``typer.BadParameter`` is public in
+    both and derives from the right one."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+def _fail(text: str, status: int = 2) -> None:
+    """Print one paragraph on stderr and exit."""
+    text = textwrap.fill(" ".join(text.split()), width=100, break_long_words=False, break_on_hyphens=False)
+    print(text, file=sys.stderr)
+    sys.exit(status)
+
+
+def _usage_error(exc: Exception) -> None:
+    """typer's own errors (unknown option, missing or invalid value) as one paragraph."""
+    ctx = getattr(exc, "ctx", None)
+    if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+        print(ctx.get_help(), file=sys.stderr)   # a bare `aims` or `aims leaderboard`
         sys.exit(2)
+    command = ctx.command_path if ctx is not None else "aims"
+    message = exc.format_message().strip()
+    end = "" if message.endswith((".", "?", "!")) else "."
+    _fail(f"{command}: error: {message}{end} See '{command} --help'.")
+
+
+def main() -> None:
+    """Entry point: run the app, turn every user error into one paragraph and exit 2."""
+    try:
+        status = app(standalone_mode=False)
+    except AimsError as exc:
+        _fail(f"aims: error: {exc}")
     except KeyboardInterrupt:
         print("aims: interrupted; nothing half-written was left in place.", file=sys.stderr)
         sys.exit(130)
-    except Exception as exc:  # click's own usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
-        raise
+    except click_exception_class() as exc:
+        _usage_error(exc)
+    except typer.Abort:
+        _fail("aims: aborted.", 1)
+    except OSError as exc:
+        if exc.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        _fail(f"aims: error: {exc.strerror}{where}. Free some space, or choose files and folders "
+              "you may read and write, then run the command again.")
+    sys.exit(status if isinstance(status, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from aims import __version__
+from aims.atomic import atomic_write_text
+from aims.errors import AimsError
 
 Echo = Callable[[str], None]
 
@@ -70,11 +72,28 @@ def _predict_all(dataset_dir: Path, configs: list[str], root: Path, echo: Echo, 
     return out
 
 
+def check_demo_folder(root: Path) -> None:
+    """The demo writes sources, a dataset, runs, predictions and pages into ``root``; it
+    only does so into a new or empty folder, so nothing of the user's is replaced."""
+    root = Path(root)
+    if root.is_symlink() or (root.exists() and not root.is_dir()):
+        raise AimsError(f"--out {root} is not a folder; pass a new or empty folder for the demo.", path=root)
+    try:
+        occupied = root.is_dir() and any(root.iterdir())
+    except OSError as exc:
+        raise AimsError(f"--out {root} cannot be read ({exc.strerror}); pass a new or empty folder.",
+                        path=root) from None
+    if occupied:
+        raise AimsError(f"--out {root} is not empty; the demo writes several folders there and "
+                        "replaces nothing, so pass a new or empty folder (or omit --out).", path=root)
+
+
 def run_demo(root: Path, *, echo: Echo = print, progress: bool = True) -> dict[str, Path]:
-    """Run everything into ``root``; returns the outputs by name."""
+    """Run everything into ``root`` (new or empty); returns the outputs by name."""
     from aims.cli import run_prepare
     from aims.converters.registry import CONFIGS, converter
 
+    check_demo_folder(root)
     start = time.perf_counter()
     outputs: dict[str, Path] = {}
     echo(f"AIMS {__version__} demo in {root}")
@@ -118,7 +137,7 @@ def run_demo(root: Path, *, echo: Echo = print, progress: bool = True) -> dict[s
     entries = collect(root / "leaderboard" / "results")
     outputs["leaderboard"] = build_site(entries, root / "leaderboard" / "results", root / "leaderboard" / "site",
                                         version=__version__)
-    (root / "leaderboard" / "site" / "leaderboard.md").write_text(markdown(entries), encoding="utf-8")
+    atomic_write_text(root / "leaderboard" / "site" / "leaderboard.md", markdown(entries))
     echo("6. panels and statistics plots:")
     from aims.show import show_dataset
 

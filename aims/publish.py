@@ -16,6 +16,8 @@ from aims.errors import AimsError
 
 #: files of a prepared dataset that are published, relative to its folder
 PUBLISHED_PATTERNS = ("README.md", "*/*.parquet", "*/aims_config.json")
+#: largest README.md read as a dataset card (a real one is a few KiB)
+MAX_CARD_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -51,10 +53,17 @@ def plan_upload(dataset_dir: Path, repo_id: str) -> UploadPlan:
     """List what would be published, after checking the folder is a complete dataset
     whose card parses with huggingface_hub and names every config present."""
     from huggingface_hub import DatasetCard
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     dataset_dir = Path(dataset_dir)
-    if "/" not in repo_id or repo_id.count("/") != 1 or not all(repo_id.split("/")):
-        raise AimsError(f"--repo-id {repo_id!r} must look like ORG/NAME (e.g. my-lab/aims).")
+    try:
+        if repo_id.count("/") != 1:
+            raise HFValidationError("expected exactly one '/'")
+        validate_repo_id(repo_id)
+    except HFValidationError as exc:
+        reason = str(exc).split(". ")[0]
+        raise AimsError(f"--repo-id {repo_id!r:.120} must look like ORG/NAME (e.g. my-lab/aims): "
+                        f"{reason:.200}.") from None
     readme = dataset_dir / "README.md"
     if not readme.is_file():
         raise AimsError(
@@ -62,8 +71,17 @@ def plan_upload(dataset_dir: Path, repo_id: str) -> UploadPlan:
             "--modality all` first, or pass the folder with --data-dir.",
             path=dataset_dir,
         )
-    card = DatasetCard.load(readme)
-    card_configs = [c["config_name"] for c in (card.data.to_dict().get("configs") or [])]
+    if readme.stat().st_size > MAX_CARD_BYTES:
+        raise AimsError(f"{readme} holds {readme.stat().st_size:,} bytes, more than a dataset card "
+                        f"({MAX_CARD_BYTES:,} at most); re-run `aims prepare` for one config to "
+                        "regenerate it.", path=readme)
+    try:
+        card = DatasetCard.load(readme)
+        card_configs = [str(c["config_name"]) for c in (card.data.to_dict().get("configs") or [])]
+    except Exception as exc:  # YAML errors, a configs list of the wrong shape: the card is input
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise AimsError(f"{readme} is not a readable dataset card ({type(exc).__name__}: {first}); "
+                        "re-run `aims prepare` for one config to regenerate it.", path=readme) from None
     on_disk = sorted(p.parent.name for p in dataset_dir.glob("*/aims_config.json")
                      if not p.parent.name.startswith("."))
     if sorted(card_configs) != on_disk:

@@ -7,12 +7,28 @@ any of the three formats and computes the IoU shown on each panel at native reso
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from aims.errors import AimsError
+
+#: an image id that is safe as a file name under --out (no separators, no leading dot)
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+
+
+def panel_path(out: Path, config: str, image_id: object) -> Path:
+    """``out/<config>/<image_id>.png``; an id that would leave that folder (``../x``, an
+    absolute path: a hostile dataset) is refused rather than written somewhere else."""
+    name = str(image_id)
+    if not PLAIN_NAME.fullmatch(name):
+        shown = name if len(name) <= 200 else name[:200] + "…"
+        raise AimsError(f"config {config!r} has an image id {shown!r} that is not a plain file "
+                        "name (letters, digits, '.', '_', '-'); the dataset is damaged or not one "
+                        "`aims prepare` wrote. Prepare it again.")
+    return out / config / f"{name}.png"
 
 
 def _native_masks(pred, size: tuple[int, int]) -> dict[int, np.ndarray]:
@@ -81,7 +97,7 @@ def show_dataset(
                     gt = id_map == inst
                     union = np.logical_or(gt, mask).sum()
                     ious[inst] = float(np.logical_and(gt, mask).sum() / union) if union else None
-            path = out / config / f"{example['image_id']}.png"
+            path = panel_path(out, config, example["image_id"])
             written.append(render_panel(example, config, path, modality_columns=columns,
                                         predictions=preds, ious=ious))
         written.append(render_statistics({s: ds[s] for s in ds}, config, out / f"statistics-{config}.png"))

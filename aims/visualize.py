@@ -9,11 +9,15 @@ work on machines without a display.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from aims.atomic import atomic_write_bytes
+from aims.errors import AimsError
 from aims.modalities import to_array
 
 #: instance colours: a fixed golden-angle palette, so an id keeps its colour across panels
@@ -69,6 +73,24 @@ def overlay_instances(base: np.ndarray, id_map: np.ndarray, ids: Sequence[int], 
     return out
 
 
+def save_figure(fig: Any, path: Path) -> Path:
+    """Write ``fig`` as a PNG atomically (a reader never sees half a picture), close it, and
+    turn a folder that cannot be written into an :class:`AimsError` naming it."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=110)
+    finally:
+        plt.close(fig)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return atomic_write_bytes(path, buffer.getvalue())
+    except OSError as exc:
+        raise AimsError(f"cannot write {path} ({exc.strerror}); choose an --out folder you can "
+                        "write to, with no file where a sub-folder goes.", path=path) from None
+
+
 def render_panel(
     example: Mapping,
     config: str,
@@ -122,10 +144,7 @@ def render_panel(
                                 xytext=(3, 3), textcoords="offset points")
     fig.suptitle(f"{config} · {example['image_id']}", fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def render_statistics(rows_by_split: Mapping[str, Iterable[Mapping]], config: str, path: Path,
@@ -161,7 +180,4 @@ def render_statistics(rows_by_split: Mapping[str, Iterable[Mapping]], config: st
     kept = np.mean(np.asarray(all_areas) >= min_area) if all_areas else 0.0
     fig.suptitle(f"{config}: {len(all_areas)} instances, {kept:.0%} evaluated under aims-v1")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

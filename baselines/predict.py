@@ -25,6 +25,8 @@ from aims.baselines.model import SimCMF
 MIN_AREA = 100
 #: protocol simcmf compares 256×256 low-resolution masks (SAM at 1024²)
 SIMCMF_GRID = 256
+#: autocast dtypes (``--dtype``): bf16 on CUDA, float32 everywhere else
+DTYPES = ("bf16", "fp32")
 
 
 def autocast(device: torch.device, dtype: str):
@@ -162,5 +164,5 @@ def write_predictions(model: SimCMF, source: SampleSource, out_dir: str | Path, 
     return stats
 
 
-__all__ = ["MIN_AREA", "PredictStats", "autocast", "decode_record", "evaluate", "instance_ious",
+__all__ = ["DTYPES", "MIN_AREA", "PredictStats", "autocast", "decode_record", "evaluate", "instance_ious",
            "iter_records", "predict", "write_predictions"]

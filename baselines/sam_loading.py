@@ -19,14 +19,18 @@ own modeling code on the same random weights.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from aims.errors import AimsError
+
+if TYPE_CHECKING:  # torch is imported where it is used: `aims --help` reads SIZES from here
+    import torch
 
 # ---------------------------------------------------------------------------------------
 # Sizes. ViT-B/L/H are Meta's three released encoders; `tiny` is a few-thousand-parameter
@@ -154,6 +158,8 @@ def rename_meta_state_dict(state: Mapping[str, torch.Tensor], *, iou_head_depth:
                            source: str = "state dict") -> dict[str, torch.Tensor]:
     """Meta-named tensors → ``SamModel``-named tensors. Raises :class:`AimsError` naming the
     keys that no rule claims (a file that is not a SAM checkpoint, or a modified one)."""
+    import torch
+
     rules = [(re.compile(p), r) for p, r in meta_renames(iou_head_depth)]
     out: dict[str, torch.Tensor] = {}
     unused: list[str] = []
@@ -210,6 +216,51 @@ def load_meta_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tenso
     model.load_state_dict(renamed, strict=True)
 
 
+def exception_summary(exc: BaseException) -> str:
+    """``Type: first line`` of a library's exception, at most 200 characters: enough to name
+    the problem in a one-paragraph error (torch's pickle refusals run to 30 lines)."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first[:200]}"
+
+
+def regular_file_size(path: str | Path, what: str, max_bytes: int | None = None) -> int:
+    """The size of ``path`` after checking it is a regular file (not a FIFO or device that
+    would hang or never end) of at most ``max_bytes``; else an :class:`AimsError`."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise AimsError(f"cannot read {path} as {what}: {exc.strerror}.", path=path) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise AimsError(f"{path} is not a regular file; expected {what}.", path=path)
+    if max_bytes is not None and st.st_size > max_bytes:
+        raise AimsError(f"{path} holds {st.st_size:,} bytes, more than {what} can hold here "
+                        f"({max_bytes:,} bytes at most); it is not such a file.", path=path)
+    return st.st_size
+
+
+def load_torch_file(path: str | Path, *, what: str, max_bytes: int | None = None) -> Any:
+    """``torch.load`` of a file named by a user or a run folder, safely: a regular file of at
+    most ``max_bytes``; in torch's zip format only stored (uncompressed) members, so nothing
+    inflates beyond the file's size; ``weights_only=True``, so no pickled code runs. Any
+    failure is an :class:`AimsError` naming the file."""
+    import torch
+
+    regular_file_size(path, what, max_bytes)
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                packed = [i.filename for i in archive.infolist() if i.compress_type != zipfile.ZIP_STORED]
+            if packed:
+                raise AimsError(f"{path} has compressed members ({_listing(packed, 3)}); torch.save "
+                                f"never writes those, so it is not {what}.", path=path)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except AimsError:
+        raise
+    except Exception as exc:  # pickle refusals, truncated or foreign files, RecursionError
+        raise AimsError(f"cannot read {path} as {what} ({exception_summary(exc)}); only plain "
+                        "tensors and numbers are loaded from it (weights_only).", path=path) from None
+
+
 def infer_size(checkpoint: str | Path | None, default: str = "vit-b") -> str:
     """The SAM size a checkpoint name implies (``sam_vit_l_0b3195.pth`` → ``vit-l``)."""
     if checkpoint is not None:
@@ -238,14 +289,14 @@ def build_sam(checkpoint: str | Path | None, size: str = "vit-b") -> Any:
         if not (path / "config.json").is_file():
             raise AimsError(f"{path} is a folder without config.json; expected a Hugging Face-"
                             "format SAM (save_pretrained output, e.g. facebook/sam-vit-base).")
-        model = SamModel.from_pretrained(str(path), local_files_only=True, attn_implementation="sdpa")
+        try:
+            model = SamModel.from_pretrained(str(path), local_files_only=True, attn_implementation="sdpa")
+        except Exception as exc:  # corrupt config.json or weights: the folder is the user's input
+            raise AimsError(f"cannot load {path} as a Hugging Face-format SAM ({exception_summary(exc)}).",
+                            path=path) from None
         model.aims_size = f"from {path.name}"
         return model.float()
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors, truncated files, non-torch files
-        raise AimsError(f"cannot read {path} as a PyTorch state dict ({type(exc).__name__}: "
-                        f"{exc}); expected Meta's sam_vit_*.pth.") from exc
+    state = load_torch_file(path, what="a PyTorch state dict (Meta's sam_vit_*.pth)")
     if isinstance(state, Mapping) and "model" in state and isinstance(state["model"], Mapping):
         state = state["model"]
     if not isinstance(state, Mapping):
@@ -256,5 +307,6 @@ def build_sam(checkpoint: str | Path | None, size: str = "vit-b") -> Any:
     return model
 
 
-__all__ = ["SAM_PIXEL_MEAN", "SAM_PIXEL_STD", "SIZES", "build_sam", "infer_size",
-           "load_meta_state_dict", "meta_renames", "rename_meta_state_dict", "sam_config"]
+__all__ = ["SAM_PIXEL_MEAN", "SAM_PIXEL_STD", "SIZES", "build_sam", "exception_summary", "infer_size",
+           "load_meta_state_dict", "load_torch_file", "meta_renames", "regular_file_size",
+           "rename_meta_state_dict", "sam_config"]

@@ -17,6 +17,12 @@ Output folder::
     state.pt            optimizer, scheduler, epoch, best score (for --resume)
     metrics.csv/json    one row per epoch: loss, lr, validation mIoU, img/s
 
+Every file is written atomically (:mod:`aims.atomic`). A run folder is read as untrusted
+input (it may come from someone else): ``run.json`` and ``metrics.json`` are bounded in
+size and checked key by key, ``state.pt`` is bounded by the model's size and loaded with
+``weights_only=True``, and a safetensors header is checked against the model's trainable
+weights before any tensor is read. Whatever does not fit is an :class:`AimsError`.
+
 Runs under ``accelerate launch`` (multi-GPU, multi-node) and as plain ``python`` (one
 process, CPU or one GPU); bf16 autocast on CUDA only.
 """
@@ -24,10 +30,13 @@ process, CPU or one GPU); bf16 autocast on CUDA only.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
+import os
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +44,26 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from aims.baselines.data import (SampleSource, TrainSamples, available_splits, config_channel_stats,
-                                 load_split, modality_normalizer, validation_carve)
+from aims.atomic import atomic_write_text, temporary_sibling
+from aims.baselines.adapters import ADAPTERS
+from aims.baselines.data import (RESIZE_MODES, SampleSource, TrainSamples, available_splits,
+                                 config_channel_stats, load_split, modality_normalizer, validation_carve)
 from aims.baselines.model import ModelSpec, SimCMF, build_model, describe_parameters
 from aims.baselines.predict import evaluate
-from aims.baselines.strategies import PEFT_STRATEGIES
+from aims.baselines.sam_loading import SIZES, exception_summary, load_torch_file, regular_file_size
+from aims.baselines.strategies import PEFT_STRATEGIES, STRATEGIES
 from aims.errors import AimsError
 
 LR_SWEEP = (3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3)
+#: the checkpoints of a run (``<name>.safetensors``), for ``--weights``
+WEIGHTS = ("best", "last")
+#: the columns of metrics.csv, one row per epoch
+METRIC_COLUMNS = ("epoch", "step", "loss", "losses", "lr", "val_miou", "train_img_s")
+#: most bytes read from run.json / metrics.json (a real one is a few KiB / a few MiB)
+MAX_RUN_JSON_BYTES = 1 << 20
+MAX_METRICS_JSON_BYTES = 64 << 20
+#: most bytes of a safetensors header (a run's lists a few hundred tensors in < 100 KiB)
+MAX_SAFETENSORS_HEADER = 16 << 20
 
 
 def default_lr(strategy: str) -> float:
@@ -113,39 +134,125 @@ def _sources(cfg: TrainConfig, size: int) -> tuple[SampleSource, SampleSource, s
             SampleSource(train_rows, modality, norm, size, cfg.resize, val_idx), note)
 
 
+def _write_atomically(path: Path, write: Callable[[str], None]) -> None:
+    """``write(name)`` a temporary sibling, then rename it over ``path`` (see aims.atomic):
+    checkpoints of gigabytes stream to disk instead of passing through memory whole."""
+    tmp = temporary_sibling(path)
+    try:
+        write(str(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def _save_weights(model: SimCMF, path: Path) -> None:
     from safetensors.torch import save_file
 
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.cpu() for k, v in model.trainable_state_dict().items()}, str(tmp))
-    tmp.replace(path)
+    state = {k: v.cpu() for k, v in model.trainable_state_dict().items()}
+    _write_atomically(path, lambda name: save_file(state, name))
+
+
+def _run_error(path: Path, problem: str) -> AimsError:
+    return AimsError(f"{path}: {problem}. It is not a file written by `aims baseline train` (or it "
+                     "was edited); train the run again or restore the file.", path=path)
+
+
+def read_weights(path: str | Path, expected: Mapping[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+    """The tensors of a trainable-weights checkpoint, after checking from its header alone
+    that it holds exactly the ``expected`` names and shapes (nothing larger is read)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    numel = sum(math.prod(shape) for shape in expected.values())
+    size = regular_file_size(path, "a trainable-weights checkpoint",
+                             max_bytes=8 + MAX_SAFETENSORS_HEADER + 8 * numel)
+    with open(path, "rb") as fh:
+        prefix = fh.read(8)
+    header = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
+    if not 0 < header <= min(MAX_SAFETENSORS_HEADER, size - 8):
+        raise _run_error(path, f"its safetensors header claims {header:,} bytes in a file of {size:,}")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
+            _check_shapes(path, shapes, expected)
+            return {k: fh.get_tensor(k) for k in shapes}
+    except AimsError:
+        raise
+    except Exception as exc:  # safetensors' own refusals: truncated, corrupt header, bad offsets
+        raise _run_error(path, f"it is not a readable safetensors file ({exception_summary(exc)})") from None
+
+
+def _check_shapes(path: Path, shapes: Mapping[str, tuple[int, ...]],
+                  expected: Mapping[str, tuple[int, ...]]) -> None:
+    missing, extra = sorted(set(expected) - set(shapes)), sorted(set(shapes) - set(expected))
+    wrong = [f"{k} {shapes[k]} vs {tuple(expected[k])}" for k in shapes
+             if k in expected and tuple(shapes[k]) != tuple(expected[k])]
+    if missing or extra or wrong:
+        raise AimsError(f"{path} does not match this model: missing {missing[:5]}, unexpected "
+                        f"{extra[:5]}, other shapes {wrong[:5]}. Was it trained with another "
+                        "--adapter, --strategy or --size?", path=path)
 
 
 def load_weights(model: SimCMF, path: str | Path) -> None:
     """Load a trainable-weights checkpoint: its keys must be exactly the model's trainable
     weights (same adapter + strategy), else an error naming the difference."""
-    from safetensors.torch import load_file
+    expected = {n: tuple(p.shape) for n, p in model.named_parameters() if p.requires_grad}
+    model.load_state_dict(read_weights(path, expected), strict=False)
 
-    state = load_file(str(path))
-    expected = {n for n, p in model.named_parameters() if p.requires_grad}
-    missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
-    if missing or extra:
-        raise AimsError(f"{path} does not match this model ({model.spec.adapter} + "
-                        f"{model.spec.strategy}): missing {missing[:5]}, unexpected {extra[:5]}.")
-    model.load_state_dict(state, strict=False)
+
+def read_json_file(path: str | Path, what: str, max_bytes: int) -> Any:
+    """A JSON file of a run folder: a regular file of at most ``max_bytes`` that parses."""
+    path = Path(path)
+    regular_file_size(path, what, max_bytes)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise _run_error(path, f"it is not valid JSON ({exception_summary(exc)})") from None
 
 
 def _write_metrics(out: Path, rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
     if rows:
-        tmp = out / "metrics.csv.tmp"
-        with tmp.open("w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
-        tmp.replace(out / "metrics.csv")
-    tmp = out / "metrics.json.tmp"
-    tmp.write_text(json.dumps({**summary, "epochs": rows}, indent=2) + "\n")
-    tmp.replace(out / "metrics.json")
+        text = io.StringIO(newline="")
+        w = csv.DictWriter(text, fieldnames=list(METRIC_COLUMNS))
+        w.writeheader()
+        w.writerows(rows)
+        atomic_write_text(out / "metrics.csv", text.getvalue())
+    atomic_write_text(out / "metrics.json", json.dumps({**summary, "epochs": rows}, indent=2) + "\n")
+
+
+def _state_bound(model: SimCMF) -> int:
+    """Most bytes a state.pt of this model holds: Adam's two float32 moments per trainable
+    weight, with room for the zip format, the scheduler and the counters."""
+    return 3 * 4 * sum(p.numel() for p in model.parameters() if p.requires_grad) + (4 << 20)
+
+
+def _resume_state(model: SimCMF, optimizer: Any, scheduler: Any, out: Path) -> tuple[int, float, int, int, list]:
+    """Load ``state.pt``, ``last.safetensors`` and the metrics rows of the run in ``out``;
+    returns (epoch, best, best_epoch, step, rows)."""
+    path = out / "state.pt"
+    state = load_torch_file(path, what="a training state (state.pt)", max_bytes=_state_bound(model))
+    counters = ("epoch", "best_epoch", "step")
+    if (not isinstance(state, dict) or not isinstance(state.get("optimizer"), dict)
+            or not isinstance(state.get("scheduler"), dict)
+            or not all(type(state.get(k)) is int and state[k] >= -1 for k in counters)
+            or type(state.get("best")) not in (int, float)):
+        raise _run_error(path, "expected optimizer and scheduler states, integer epoch, best_epoch "
+                               "and step, and a number best")
+    unknown = sorted(set(state["scheduler"]) - set(scheduler.state_dict()))
+    if unknown:
+        raise _run_error(path, f"unknown scheduler key(s) {unknown[:5]}")
+    load_weights(model, out / "last.safetensors")
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise _run_error(path, f"its optimizer state does not fit this model ({exception_summary(exc)})") from None
+    scheduler.load_state_dict(state["scheduler"])
+    rows = read_json_file(out / "metrics.json", "a run's metrics.json", MAX_METRICS_JSON_BYTES)
+    rows = rows.get("epochs") if isinstance(rows, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and set(r) == set(METRIC_COLUMNS) for r in rows):
+        raise _run_error(out / "metrics.json", f"expected 'epochs': a list of rows with keys {list(METRIC_COLUMNS)}")
+    return state["epoch"], float(state["best"]), state["best_epoch"], state["step"], rows
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
@@ -192,20 +299,15 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     rows: list[dict[str, Any]] = []
     start_epoch, best, best_epoch, step = 0, -math.inf, -1, 0
-    if cfg.resume and state_path.exists():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        load_weights(model, out / "last.safetensors")
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, best, best_epoch, step = state["epoch"], state["best"], state["best_epoch"], state["step"]
-        rows = json.loads((out / "metrics.json").read_text())["epochs"]
+    if cfg.resume and os.path.lexists(state_path):
+        start_epoch, best, best_epoch, step, rows = _resume_state(model, optimizer, scheduler, out)
         accelerator.print(f"resumed {out} at epoch {start_epoch} (best validation mIoU {best:.4f})")
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
 
     run = {"spec": spec.to_dict(), "train": {**asdict(cfg), "lr": cfg.effective_lr},
            "validation": val_note, "modality": modality, "torch": torch.__version__}
     if accelerator.is_main_process:
-        (out / "run.json").write_text(json.dumps(run, indent=2) + "\n")
+        atomic_write_text(out / "run.json", json.dumps(run, indent=2) + "\n")
 
     summary: dict[str, Any] = {}
     stop = False
@@ -248,10 +350,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 best, best_epoch = miou, epoch + 1
                 _save_weights(plain, out / "best.safetensors")
             _save_weights(plain, out / "last.safetensors")
-            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                        "epoch": epoch + 1, "best": best, "best_epoch": best_epoch, "step": step},
-                       str(state_path) + ".tmp")
-            Path(str(state_path) + ".tmp").replace(state_path)
+            state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                     "epoch": epoch + 1, "best": best, "best_epoch": best_epoch, "step": step}
+            _write_atomically(state_path, lambda name: torch.save(state, name))
             summary = {"best_val_miou": best, "best_epoch": best_epoch, "steps": step,
                        "validation": val_note, "lr": cfg.effective_lr,
                        "trainable_parameters": sum(p.numel() for p in plain.parameters() if p.requires_grad)}
@@ -274,18 +375,47 @@ def lr_sweep(cfg: TrainConfig, lrs: tuple[float, ...] = LR_SWEEP) -> dict[str, A
     best = max(results, key=lambda k: results[k])
     summary = {"val_miou_by_lr": results, "best_lr": float(best), "best_run": str(base / f"lr-{best}")}
     base.mkdir(parents=True, exist_ok=True)
-    (base / "sweep.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(base / "sweep.json", json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def check_run(run: Any, path: Path) -> dict[str, Any]:
+    """A parsed run.json, checked key by key against what :func:`train` writes."""
+    from aims.modalities import MODALITIES
+
+    if not isinstance(run, dict) or not isinstance(run.get("spec"), dict) or not isinstance(run.get("train"), dict):
+        raise _run_error(path, "expected a JSON object with 'spec' and 'train' objects")
+    spec = run["spec"]
+    known = [f.name for f in fields(ModelSpec)]
+    unknown = sorted(set(spec) - set(known))
+    if unknown:
+        raise _run_error(path, f"unknown key(s) {unknown[:5]} in 'spec' (known: {', '.join(known)})")
+    names = {"size": SIZES, "adapter": ADAPTERS, "strategy": STRATEGIES}
+    for key, allowed in names.items():
+        if key in spec and not (isinstance(spec[key], str) and spec[key] in allowed):
+            raise _run_error(path, f"spec {key} {spec[key]!r:.60} is not one of {', '.join(allowed)}")
+    channels = spec.get("in_channels", 3)
+    if type(channels) is not int or not 1 <= channels <= 64:
+        raise _run_error(path, f"spec in_channels {channels!r:.60} is not a channel count (1 to 64)")
+    if not isinstance(spec.get("checkpoint"), (str, type(None))):
+        raise _run_error(path, "spec checkpoint must be a path or null")
+    if not (isinstance(run.get("modality"), str) and run["modality"] in MODALITIES):
+        raise _run_error(path, f"modality {run.get('modality')!r:.60} is not one of {', '.join(MODALITIES)}")
+    if not (isinstance(run["train"].get("resize"), str) and run["train"]["resize"] in RESIZE_MODES):
+        raise _run_error(path, f"train resize must be one of {', '.join(RESIZE_MODES)}")
+    return run
 
 
 def load_run(run_dir: str | Path, *, weights: str = "best", checkpoint: str | None = None) -> tuple[SimCMF, dict]:
     """The trained model of a run folder (its base SAM checkpoint + ``best.safetensors``)."""
     run_dir = Path(run_dir)
-    try:
-        run = json.loads((run_dir / "run.json").read_text())
-    except FileNotFoundError:
+    if weights not in WEIGHTS:
+        raise AimsError(f"weights {weights!r} is not one of {', '.join(WEIGHTS)}.")
+    path = run_dir / "run.json"
+    if not os.path.lexists(path):
         raise AimsError(f"{run_dir} is not a training run (no run.json); pass the --out folder "
-                        "of `aims baseline train`.") from None
+                        "of `aims baseline train`.", path=run_dir)
+    run = check_run(read_json_file(path, "a run's run.json", MAX_RUN_JSON_BYTES), path)
     spec = ModelSpec(**run["spec"])
     if checkpoint is not None:
         spec.checkpoint = None if checkpoint == "none" else checkpoint
@@ -294,5 +424,5 @@ def load_run(run_dir: str | Path, *, weights: str = "best", checkpoint: str | No
     return model, run
 
 
-__all__ = ["LR_SWEEP", "TrainConfig", "default_lr", "dice_bce_loss", "load_run", "load_weights",
-           "lr_sweep", "train"]
+__all__ = ["LR_SWEEP", "METRIC_COLUMNS", "WEIGHTS", "TrainConfig", "check_run", "default_lr", "dice_bce_loss",
+           "load_run", "load_weights", "lr_sweep", "read_json_file", "read_weights", "train"]

@@ -91,3 +91,17 @@ def test_peft_strategies_have_no_effect_at_init(strategy):
         b, ib = peft.eval()(x, pts, labels)
     torch.testing.assert_close(b, a, rtol=0, atol=1e-6)
     torch.testing.assert_close(ib, ia, rtol=0, atol=1e-6)
+
+
+def test_cli_choices_are_the_registries():
+    """`aims baseline` reads these names from source (to keep torch out of --help); they
+    must be exactly what the imported modules hold."""
+    from aims.baselines import cli
+    from aims.baselines.data import RESIZE_MODES
+    from aims.baselines.predict import DTYPES
+    from aims.baselines.train import WEIGHTS
+
+    choices = {enum.__name__: tuple(m.value for m in enum)
+               for enum in (cli.Strategy, cli.Adapter, cli.Resize, cli.Dtype, cli.Weights)}
+    assert choices == {"Strategy": STRATEGIES, "Adapter": tuple(ADAPTERS), "Resize": RESIZE_MODES,
+                       "Dtype": DTYPES, "Weights": WEIGHTS}
