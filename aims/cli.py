@@ -24,6 +24,7 @@ from typing import Annotated, Optional
 import typer
 
 from aims import __version__
+from aims.converters.base import INSTANCE_MODES
 from aims.converters.registry import known_configs
 from aims.errors import AimsError
 from aims.protocols import PROTOCOLS
@@ -43,6 +44,7 @@ Modality = enum.Enum("Modality", [(c, c) for c in (*known_configs(), "all")], ty
 ProtocolName = enum.Enum("ProtocolName", [(n, n) for n in dict.fromkeys(
     [*PROTOCOLS, *(p.version for p in PROTOCOLS.values())])], type=str)
 MissingPolicy = enum.Enum("MissingPolicy", [(n, n) for n in MISSING_POLICIES], type=str)
+InstanceSource = enum.Enum("InstanceSource", [(n, n) for n in INSTANCE_MODES], type=str)
 
 
 def _version(value: bool) -> None:
@@ -76,6 +78,10 @@ def prepare(
     max_extract_ratio: Annotated[Optional[float], typer.Option(min=1.0,
         help="Allow archive members this compression ratio (default: the limit in "
              "docs/security.md).")] = None,
+    instances: Annotated[InstanceSource, typer.Option(
+        help="Where instances come from: release (the release's own instance annotations where it "
+             "ships them, e.g. RGBP-Glass's COCO files; connected components otherwise) or "
+             "components (connected components of the semantic masks, always).")] = "release",
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Download (or take --source), verify, convert and write dataset configs."""
@@ -86,7 +92,8 @@ def prepare(
     groups = group_by_source([m.value for m in modality])
     with extraction_limits(max_gb=max_extract_gb, max_ratio=max_extract_ratio):  # None: the default
         summary = run_prepare(groups, sources=_sources_per_group(groups, list(source or [])),
-                              out=out or default_dataset_dir(), workers=workers, progress=progress)
+                              out=out or default_dataset_dir(), workers=workers, progress=progress,
+                              instances=instances.value)
     typer.echo("\n".join(summary))
 
 
@@ -109,15 +116,19 @@ def _sources_per_group(groups: dict[str, list[str]], paths: list[Path]) -> dict[
 
 
 def run_prepare(groups: dict[str, list[str]], *, sources: dict[str, object], out: Path,
-                workers: int | None, progress: bool) -> list[str]:
-    """Prepare every source group and return the summary lines."""
+                workers: int | None, progress: bool, instances: str = "release") -> list[str]:
+    """Prepare every source group and return the summary lines. ``instances="components"``
+    asks sources that ship their own instance annotations for connected components instead."""
     from aims.converters.registry import converter
     from aims.prepare import prepare_source
 
     start = time.perf_counter()
     lines = []
     for name, configs in groups.items():
-        result = prepare_source(converter(name), configs, dataset_dir=out, source=sources[name],
+        conv = converter(name)
+        if instances != "release" and hasattr(conv, "instances"):
+            conv = type(conv)(instances=instances)
+        result = prepare_source(conv, configs, dataset_dir=out, source=sources[name],
                                 workers=workers, progress=progress)
         for config, splits in result.counts.items():
             parts = ", ".join(f"{s}: {c['images']} images, {c['instances']} instances"
@@ -170,12 +181,13 @@ def score(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Score predictions against the prepared dataset: per-instance IoU, mIoU, results JSON."""
-    from aims.scoring import score_predictions
+    from aims.protocols import get_protocol
+    from aims.scoring import check_scores_target, score_predictions
 
     start = time.perf_counter()
+    out_dir = check_scores_target(out or default_scores_dir(predictions, get_protocol(protocol.value).version))
     scores = score_predictions(predictions, data_dir=data_dir, configs=config or None, split=split,
                                protocol=protocol.value, missing=missing.value, progress=progress)
-    out_dir = out or default_scores_dir(predictions, scores.protocol.version)
     paths = scores.write(out_dir)
     typer.echo(scores.format_table())
     n = len(scores.table)
@@ -206,7 +218,6 @@ def leaderboard_build(
     reference: Annotated[bool, typer.Option(help="Include the paper's reported numbers.")] = True,
 ) -> None:
     """Results files + the paper's numbers → sortable static page and Markdown table."""
-    from aims.atomic import atomic_write_text
     from aims.leaderboard.entries import collect
     from aims.leaderboard.render import build_site, markdown, update_readme
 
@@ -215,7 +226,6 @@ def leaderboard_build(
     scored = sum(e.link is not None for e in entries)
     typer.echo(f"Leaderboard: {scored} scored result(s), {len(entries) - scored} reference row(s)")
     typer.echo(f"Page: {index}")
-    atomic_write_text(out / "leaderboard.md", markdown(entries))
     typer.echo(f"Markdown: {out / 'leaderboard.md'}")
     if readme is not None:
         try:

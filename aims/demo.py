@@ -14,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from aims import __version__
-from aims.atomic import atomic_write_text
 from aims.errors import AimsError
 
 Echo = Callable[[str], None]
@@ -132,12 +131,11 @@ def run_demo(root: Path, *, echo: Echo = print, progress: bool = True) -> dict[s
              "to train and score a tiny SimCMF model here.")
         echo("5. leaderboard (paper reference rows only):")
     from aims.leaderboard.entries import collect
-    from aims.leaderboard.render import build_site, markdown
+    from aims.leaderboard.render import build_site
 
     entries = collect(root / "leaderboard" / "results")
     outputs["leaderboard"] = build_site(entries, root / "leaderboard" / "results", root / "leaderboard" / "site",
                                         version=__version__)
-    atomic_write_text(root / "leaderboard" / "site" / "leaderboard.md", markdown(entries))
     echo("6. panels and statistics plots:")
     from aims.show import show_dataset
 

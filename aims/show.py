@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from aims.errors import AimsError
+from aims.predictions import ExpectedImage
+from aims.protocols import get_protocol
 
 #: an image id that is safe as a file name under --out (no separators, no leading dot)
 PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
@@ -91,7 +93,10 @@ def show_dataset(
             preds = ious = None
             if folder is not None and example["image_id"] in folder.index.get(config, {}):
                 id_map = np.asarray(example["instances"]).astype(np.int64)
-                preds = _native_masks(folder.image(config, example["image_id"]), id_map.shape)
+                # every size any protocol accepts; checked from headers before decoding
+                expected = ExpectedImage(tuple(get_protocol("simcmf").accepted_sizes(id_map.shape)),
+                                         len(example["instance_ids"]), f"{config}/{example['image_id']}")
+                preds = _native_masks(folder.image(config, example["image_id"], expected), id_map.shape)
                 ious = {}
                 for inst, mask in preds.items():
                     gt = id_map == inst

@@ -111,7 +111,8 @@ def render_panel(
     id_map = to_array(example["instances"]).astype(np.int64)
     tiles: list[tuple[str, np.ndarray]] = []
     rgb = to_array(example["rgb"]) if example.get("rgb") is not None else None
-    base = rgb[..., :3] / 255.0 if rgb is not None else column_picture(to_array(example[modality_columns[0]]))
+    # a 16-bit RGB cell (RGBP-Glass, read from bytes) scales by its own range
+    base = rgb[..., :3] / (65535.0 if rgb is not None and rgb.dtype == np.uint16 else 255.0) if rgb is not None else column_picture(to_array(example[modality_columns[0]]))
     if rgb is not None:
         tiles.append(("rgb", base))
     for column in modality_columns:

@@ -18,45 +18,15 @@ adapter's weights are saved with the other trainable weights
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from aims.baselines.choices import ADAPTERS, AdapterSpec, adapter_spec
 from aims.errors import AimsError
 
 #: width of the SimCMF adapter's hidden layer
 SIMCMF_WIDTH = 64
-
-
-@dataclass(frozen=True)
-class AdapterSpec:
-    name: str
-    description: str
-    freeze_patch_embed: bool   # pretrained projection never trains (whatever the strategy)
-    new_patch_embed: bool      # projection replaced by a random C-channel one
-    rgb_only: bool = False     # input must be SAM's 3 RGB channels
-
-
-ADAPTERS: dict[str, AdapterSpec] = {
-    "simcmf": AdapterSpec("simcmf", "Conv3x3(C->64) -> ReLU -> Conv3x3(64->3) -> frozen SAM patch embedding",
-                          freeze_patch_embed=True, new_patch_embed=False),
-    "patch-embed": AdapterSpec("patch-embed", "new random C-channel patch embedding (trainable)",
-                               freeze_patch_embed=False, new_patch_embed=True),
-    "linear": AdapterSpec("linear", "Conv1x1(C->3) -> SAM patch embedding (trainable)",
-                          freeze_patch_embed=False, new_patch_embed=False),
-    "linear-frozen": AdapterSpec("linear-frozen", "Conv1x1(C->3) -> frozen SAM patch embedding",
-                                 freeze_patch_embed=True, new_patch_embed=False),
-    "zero-shot": AdapterSpec("zero-shot", "RGB straight into SAM (no adapter)",
-                             freeze_patch_embed=False, new_patch_embed=False, rgb_only=True),
-}
-
-
-def adapter_spec(name: str) -> AdapterSpec:
-    try:
-        return ADAPTERS[name]
-    except KeyError:
-        raise AimsError(f"unknown adapter {name!r}; choose one of {', '.join(ADAPTERS)}") from None
 
 
 class AdaptedPatchEmbeddings(nn.Module):

@@ -3,22 +3,19 @@
 Mounted by :mod:`aims.cli`; torch is imported inside the commands only, so the core
 commands, ``--help`` and every argument error stay fast and work without the extra.
 The choices of ``--strategy``, ``--adapter``, ``--resize``, ``--dtype`` and ``--weights``
-come from registries in modules that import torch at their top, so
-:func:`registry_names` reads them from those modules' source instead of importing them
-(``tests/test_baselines_strategies.py`` checks they equal the imported registries).
+come from :mod:`aims.baselines.choices`, which the model modules import too.
 """
 
 from __future__ import annotations
 
-import ast
 import enum
-import importlib.util
 import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from aims.baselines.choices import ADAPTERS, DTYPES, RESIZE_MODES, STRATEGIES, WEIGHTS
 from aims.baselines.sam_loading import SIZES
 from aims.errors import AimsError
 from aims.modalities import MODALITIES
@@ -32,37 +29,16 @@ MAX_WORKERS = 256
 MAX_CLICKS = 100
 
 
-def registry_names(module: str, variable: str) -> tuple[str, ...]:
-    """The names of a registry that is a literal tuple (its items) or a literal dict (its
-    keys) at the top of ``module``, read from the source without importing the module."""
-    spec = importlib.util.find_spec(module)
-    if spec is None or spec.origin is None:
-        raise LookupError(f"module {module} not found")
-    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
-    for node in tree.body:
-        if isinstance(node, ast.Assign):
-            targets = node.targets
-        elif isinstance(node, ast.AnnAssign):
-            targets = [node.target]
-        else:
-            continue
-        if any(isinstance(t, ast.Name) and t.id == variable for t in targets) and node.value is not None:
-            if isinstance(node.value, ast.Dict):
-                return tuple(ast.literal_eval(key) for key in node.value.keys if key is not None)
-            return tuple(ast.literal_eval(node.value))
-    raise LookupError(f"{module}.{variable} is not a literal tuple or dict")
-
-
 def _choice(name: str, values: tuple[str, ...]) -> type[enum.Enum]:
     """A str enum: the choice type typer lists in --help and checks before the command."""
     return enum.Enum(name, [(v, v) for v in values], type=str)
 
 
-Strategy = _choice("Strategy", registry_names("aims.baselines.strategies", "STRATEGIES"))
-Adapter = _choice("Adapter", registry_names("aims.baselines.adapters", "ADAPTERS"))
-Resize = _choice("Resize", registry_names("aims.baselines.data", "RESIZE_MODES"))
-Dtype = _choice("Dtype", registry_names("aims.baselines.predict", "DTYPES"))
-Weights = _choice("Weights", registry_names("aims.baselines.train", "WEIGHTS"))
+Strategy = _choice("Strategy", STRATEGIES)
+Adapter = _choice("Adapter", tuple(ADAPTERS))
+Resize = _choice("Resize", RESIZE_MODES)
+Dtype = _choice("Dtype", DTYPES)
+Weights = _choice("Weights", WEIGHTS)
 Size = _choice("Size", SIZES)
 ModalityName = _choice("ModalityName", tuple(MODALITIES))
 Protocol = _choice("Protocol", tuple(PROTOCOLS))
@@ -204,4 +180,4 @@ def predict_cmd(
         typer.echo(json.dumps(summary, indent=2))
 
 
-__all__ = ["DEVICES", "app", "registry_names"]
+__all__ = ["DEVICES", "app"]

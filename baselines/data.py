@@ -24,10 +24,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from aims.baselines.choices import RESIZE_MODES
 from aims.errors import AimsError
 from aims.modalities import MODALITIES, modality_tensor, to_array
 
-RESIZE_MODES = ("sam", "warp")
 
 
 # ------------------------------------------------------------------------- normalisation

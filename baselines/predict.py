@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from aims.baselines.choices import DTYPES
 from aims.baselines.data import ImageRecord, SampleSource, logits_to_native
 from aims.baselines.model import SimCMF
 
@@ -26,7 +27,6 @@ MIN_AREA = 100
 #: protocol simcmf compares 256×256 low-resolution masks (SAM at 1024²)
 SIMCMF_GRID = 256
 #: autocast dtypes (``--dtype``): bf16 on CUDA, float32 everywhere else
-DTYPES = ("bf16", "fp32")
 
 
 def autocast(device: torch.device, dtype: str):

@@ -39,10 +39,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aims.baselines.adapters import AdapterSpec
+from aims.baselines.choices import STRATEGIES
+from aims.baselines.choices import AdapterSpec
 from aims.errors import AimsError
 
-STRATEGIES = ("lora", "mlp-adapter", "prompt", "full", "scratch")
 PEFT_STRATEGIES = ("lora", "mlp-adapter", "prompt")
 
 

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from aims.baselines.choices import WEIGHTS
 from aims.atomic import atomic_write_text, temporary_sibling
 from aims.baselines.adapters import ADAPTERS
 from aims.baselines.data import (RESIZE_MODES, SampleSource, TrainSamples, available_splits,
@@ -56,7 +57,6 @@ from aims.errors import AimsError
 
 LR_SWEEP = (3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3)
 #: the checkpoints of a run (``<name>.safetensors``), for ``--weights``
-WEIGHTS = ("best", "last")
 #: the columns of metrics.csv, one row per epoch
 METRIC_COLUMNS = ("epoch", "step", "loss", "losses", "lr", "val_miou", "train_img_s")
 #: most bytes read from run.json / metrics.json (a real one is a few KiB / a few MiB)

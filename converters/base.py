@@ -18,6 +18,10 @@ import numpy as np
 
 Downloader = Callable[[str, Path], None]
 
+#: ``aims prepare --instances``: a release's own instance annotations where it ships them
+#: (connected components where it does not), or connected components always
+INSTANCE_MODES = ("release", "components")
+
 
 @dataclass
 class Sample:

@@ -73,6 +73,7 @@ import numpy as np
 from aims.converters.base import (
     ConfigDescription,
     Downloader,
+    INSTANCE_MODES,
     Sample,
     SampleStream,
     Skipped,
@@ -114,8 +115,6 @@ ORIGINAL, REPACK = "original", "pgsnet"
 
 #: the release's instances file of a split, inside the split folder
 INSTANCES_JSON = "instances_{split}.json"
-#: ``RGBPGlass(instances=...)``: the release's JSON where present, or components always
-INSTANCE_MODES = ("release", "components")
 #: where a split's instances came from (``RGBPGlass.instance_sources``)
 RELEASE_COCO, COMPONENTS, REPACK_IDS = "release-coco", "components", "repack-ids"
 #: the one category of the release's instances file

@@ -94,8 +94,8 @@ def test_peft_strategies_have_no_effect_at_init(strategy):
 
 
 def test_cli_choices_are_the_registries():
-    """`aims baseline` reads these names from source (to keep torch out of --help); they
-    must be exactly what the imported modules hold."""
+    """`aims baseline` takes its choices from the torch-free aims.baselines.choices; they
+    must be exactly what the model modules use."""
     from aims.baselines import cli
     from aims.baselines.data import RESIZE_MODES
     from aims.baselines.predict import DTYPES
