@@ -138,7 +138,6 @@ def test_internal_symlinks_and_hardlinks_are_kept_inside(box: Path) -> None:
             ("file", "d/real.txt", b"real"),
             ("sym", "d/link.txt", "real.txt"),
             ("sym", "alias", "d"),
-            ("file", "alias/through.txt", b"via alias"),  # written through an inside link
             ("hard", "copy.txt", "d/real.txt"),
             ("file", "a/../dotdot_ok.txt", b"lexically inside"),
         ],
@@ -146,10 +145,20 @@ def test_internal_symlinks_and_hardlinks_are_kept_inside(box: Path) -> None:
     target = safe_extract(archive, box / "out")
     assert os.readlink(target / "d" / "link.txt") == "real.txt"
     assert (target / "d" / "link.txt").read_bytes() == b"real"
-    assert (target / "d" / "through.txt").read_bytes() == b"via alias"
+    assert os.readlink(target / "alias") == "d"
     assert (target / "copy.txt").read_bytes() == b"real"
     assert not (target / "copy.txt").is_symlink()
     assert (target / "dotdot_ok.txt").read_bytes() == b"lexically inside"
+
+
+def test_member_through_an_inside_link_is_refused(box: Path) -> None:
+    """Policy since issue 9: no member may be written through a link of the archive, even
+    one pointing inside (a later link could change where it leads)."""
+    archive = make_tar(box / "alias.tar", [("dir", "d"), ("sym", "alias", "d"),
+                                           ("file", "alias/through.txt", b"via alias")])
+    with pytest.raises(UnsafeArchiveError, match=r"'alias/through.txt' would be written through the symlink 'alias'"):
+        safe_extract(archive, box / "out")
+    assert_nothing_written(box, archive)
 
 
 def test_reextract_is_skipped_when_marker_matches(box: Path) -> None:
@@ -296,7 +305,8 @@ HOSTILE_TARS = {
 
 # The error names the first member that is unsafe, which is sometimes a link before the
 # member that would write through it.
-FIRST_OFFENDER = {"symlink_dir_then_file": "up", "symlink_chain": "b", "symlink_loop": "l2"}
+# Since issue 9 a link naming another link is refused itself, so the loop fails at l1.
+FIRST_OFFENDER = {"symlink_dir_then_file": "up", "symlink_chain": "b", "symlink_loop": "l1"}
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE_TARS))
@@ -364,5 +374,177 @@ def test_runtime_check_catches_what_validation_would_miss(box: Path, monkeypatch
     monkeypatch.setattr(ex, "_plan", naive_plan)
     archive = make_tar(box / "up.tar", [("sym", "up", ".."), ("file", "up/pwned.txt", b"x")])
     with pytest.raises(UnsafeArchiveError, match="up/pwned.txt"):
+        safe_extract(archive, box / "out")
+    assert_nothing_written(box, archive)
+
+
+# --------------------------------------------------------------------------- issue 9
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_stale_temporaries_of_dead_runs_are_removed(box: Path) -> None:
+    """A killed run leaves `.out.extracting-<pid>-<hex>` (and, mid-swap, `.out.old-…`);
+    the next extraction into the same folder removes those whose process is gone, and
+    keeps those of live processes and anything not named like ours."""
+    archive = make_zip(box / "good.zip", GOOD)
+    dead, live = _dead_pid(), os.getpid()
+    leftovers = {
+        f".out.extracting-{dead}-0123abcd": True,
+        f".other.old-{dead}-89abcdef": True,
+        f".out.extracting-{live}-0123abcd": False,
+        ".out.extracting-crashed": False,
+        f"out.extracting-{dead}-0123abcd": False,  # not hidden: not ours
+    }
+    for name in leftovers:
+        (box / name).mkdir()
+        (box / name / "partial.bin").write_bytes(b"x" * 100)
+    (box / f".link.extracting-{dead}-00000000").symlink_to(box / ".out.extracting-crashed")
+    safe_extract(archive, box / "out")
+    for name, removed in leftovers.items():
+        assert (box / name).exists() != removed, name
+    assert not os.path.lexists(box / f".link.extracting-{dead}-00000000")
+    assert (box / ".out.extracting-crashed" / "partial.bin").exists()  # link not followed
+
+
+def test_temporary_name_records_the_pid(box: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import aims.extract as ex
+
+    seen = []
+    real = ex._write
+
+    def spy(backend, archive, plan, root, **kw):  # type: ignore[no-untyped-def]
+        seen.append(root.name)
+        return real(backend, archive, plan, root, **kw)
+
+    monkeypatch.setattr(ex, "_write", spy)
+    safe_extract(make_zip(box / "good.zip", GOOD), box / "out")
+    assert len(seen) == 1 and seen[0].startswith(f".out.extracting-{os.getpid()}-")
+
+
+def _naive_plan(archive: Path, members) -> list:  # type: ignore[no-untyped-def]
+    import aims.extract as ex
+
+    return [ex._Step(m, tuple(ex._split(m.name))) for m in members]
+
+
+def test_final_walk_refuses_links_resolving_outside(box: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Last line of defence: with validation disabled, the chain `e0 -> e1/..`, `e1 -> .`
+    is written (links are created, never followed), and the walk over the written tree
+    finds e0 resolving outside and removes everything."""
+    import aims.extract as ex
+
+    monkeypatch.setattr(ex, "_plan", _naive_plan)
+    archive = make_tar(box / "chain.tar", [("sym", "e0", "e1/.."), ("sym", "e1", ".")])
+    with pytest.raises(UnsafeArchiveError, match="link 'e0'"):
+        safe_extract(archive, box / "out")
+    assert_nothing_written(box, archive)
+
+
+def test_marker_is_never_written_through_a_link(box: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With validation disabled, a `.aims-extracted -> victim` link is replaced by the
+    marker (atomic rename), and `victim` is neither created nor written."""
+    import aims.extract as ex
+
+    monkeypatch.setattr(ex, "_plan", _naive_plan)
+    archive = make_tar(box / "m.tar", [("file", "victim", b"keep"), ("sym", MARKER, "victim")])
+    target = safe_extract(archive, box / "out")
+    assert not (target / MARKER).is_symlink()
+    assert json.loads((target / MARKER).read_text())["archive"] == "m.tar"
+    assert (target / "victim").read_bytes() == b"keep"
+
+
+def test_reserved_marker_name_refused_case_insensitively(box: Path) -> None:
+    archive = make_tar(box / "m.tar", [("file", "./.AIMS-Extracted", b"{}")])
+    with pytest.raises(UnsafeArchiveError, match="reserves"):
+        safe_extract(archive, box / "out")
+    assert_nothing_written(box, archive)
+    # deeper down the name is an ordinary file
+    ok = make_tar(box / "ok.tar", [("file", "sub/.aims-extracted", b"{}")])
+    assert (safe_extract(ok, box / "ok") / "sub" / MARKER).read_bytes() == b"{}"
+
+
+def test_links_to_links_refused_in_either_order(box: Path) -> None:
+    for i, entries in enumerate([
+        [("file", "f", b"x"), ("sym", "a", "f"), ("sym", "b", "a")],   # b names a, declared before
+        [("file", "f", b"x"), ("sym", "b", "a"), ("sym", "a", "f")],   # … declared after
+    ]):
+        archive = make_tar(box / f"l{i}.tar", entries)
+        with pytest.raises(UnsafeArchiveError, match="'b' is a symlink whose target 'a'"):
+            safe_extract(archive, box / "out")
+        archive.unlink()
+    assert sorted(box.iterdir()) == []
+
+
+def test_symlink_target_split_like_the_kernel(box: Path) -> None:
+    """A backslash is an ordinary character in a link target: `x\\y/../..` climbs two
+    levels from the link's folder, i.e. outside."""
+    archive = make_tar(box / "bs.tar", [("sym", "l", "x\\y/../..")])
+    with pytest.raises(UnsafeArchiveError, match="outside"):
+        safe_extract(archive, box / "out")
+
+
+def test_limits_from_environment_and_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aims.extract import DEFAULT_LIMITS, current_limits, extraction_limits
+
+    monkeypatch.delenv("AIMS_MAX_EXTRACT_GB", raising=False)
+    monkeypatch.delenv("AIMS_MAX_EXTRACT_RATIO", raising=False)
+    assert current_limits() == DEFAULT_LIMITS
+    assert (DEFAULT_LIMITS.max_bytes, DEFAULT_LIMITS.max_ratio) == (64 << 30, 200.0)
+    monkeypatch.setenv("AIMS_MAX_EXTRACT_GB", "0.5")
+    monkeypatch.setenv("AIMS_MAX_EXTRACT_RATIO", "inf")
+    assert (current_limits().max_bytes, current_limits().max_ratio) == (1 << 29, None)
+    with extraction_limits(max_gb=2) as lim:  # flag wins over the variable; ratio kept
+        assert (lim.max_bytes, lim.max_ratio) == (2 << 30, None)
+        with extraction_limits(max_ratio=50, max_bytes=None) as inner:
+            assert (inner.max_bytes, inner.max_ratio) == (2 << 30, 50.0)
+        assert current_limits() is lim
+    assert current_limits().max_bytes == 1 << 29
+    monkeypatch.setenv("AIMS_MAX_EXTRACT_GB", "lots")
+    with pytest.raises(AimsError, match="AIMS_MAX_EXTRACT_GB.*positive number"):
+        current_limits()
+
+
+def test_quote_keeps_messages_short() -> None:
+    from aims.extract import quote
+
+    assert quote("abc") == "'abc'"
+    long = quote("x" * 1_000_000)
+    assert len(long) < 260 and "1,000,000 characters" in long
+
+
+def test_bytes_are_counted_while_writing(box: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Second line against bombs: with the declared-size check disabled (a naive plan),
+    the bytes actually written still stop the extraction at the limit, and the partial
+    folder is removed."""
+    import aims.extract as ex
+    from aims.extract import ExtractLimitError, extraction_limits
+
+    monkeypatch.setattr(ex, "_plan", _naive_plan)
+    archive = make_zip(box / "big.zip", {"a.bin": bytes(3 << 20), "b.bin": bytes(3 << 20)})
+    with extraction_limits(max_bytes=4 << 20, max_ratio=float("inf")):
+        with pytest.raises(ExtractLimitError, match="has written at least"):
+            safe_extract(archive, box / "out")
+    assert_nothing_written(box, archive)
+
+
+def test_member_producing_more_than_declared_is_refused(box: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    import aims.extract as ex
+
+    def understated(archive: Path, members) -> list:  # type: ignore[no-untyped-def]
+        return [ex._Step(dataclasses.replace(m, size=10), tuple(ex._split(m.name))) for m in members]
+
+    monkeypatch.setattr(ex, "_plan", understated)
+    archive = make_tar(box / "liar.tar", [("file", "x.bin", bytes(5000))])
+    with pytest.raises(UnsafeArchiveError, match="more than the 10 bytes its header declares"):
         safe_extract(archive, box / "out")
     assert_nothing_written(box, archive)
