@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -161,3 +162,123 @@ def test_invalid_intrinsics_and_mask_raise_aims_error() -> None:
         compute_hha(depth, np.eye(2))
     with pytest.raises(AimsError):
         compute_hha(depth, NYU_COLOR_INTRINSICS, missing=np.zeros((10, 10), dtype=bool))
+
+
+# --- the fast implementation against the direct one ------------------------------------
+
+
+@functools.cache
+def _reference_module():
+    """``benchmarks/bench_hha.py``, which keeps the direct implementation this module
+    started from (``reference_compute_hha``): the yardstick for every byte."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_hha.py"
+    spec = importlib.util.spec_from_file_location("bench_hha_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _odd_frames():
+    """Small frames with the cases the fast paths treat specially: holes, a raw-depth
+    mask, zeros not marked missing (0/0 terms), other intrinsics, several bands of rows
+    with a short last one, and a perfectly flat wall (a tie between gravity candidates)."""
+    import cv2
+
+    rng = np.random.default_rng(7)
+    K = NYU_COLOR_INTRINSICS
+    frames = []
+    for h, w in [(37, 53), (250, 64), (481, 90), (5, 300)]:
+        z = 0.5 + 4 * cv2.GaussianBlur(rng.random((h, w)), (0, 0), 3 + min(h, w) / 20)
+        z = np.round(z * 1e4) / 1e4
+        holes = rng.random((h, w)) < 0.1
+        frames += [
+            (f"{h}x{w} holes", np.where(holes, 0.0, z), None, K),
+            (f"{h}x{w} raw mask", z, holes, K),
+            (f"{h}x{w} zeros kept", np.where(holes, 0.0, z), np.zeros_like(holes), K),
+        ]
+    other_k = np.array([[300.0, 0, 100.5], [0, 280.0, 60.2], [0, 0, 1]])
+    frames.append(("other intrinsics", 1 + rng.random((120, 200)), None, other_k))
+    frames.append(("flat wall", np.full((60, 80), 3.1), None, K))
+    frames.append(("all missing", np.zeros((30, 40)), None, K))
+    return frames
+
+
+@pytest.mark.parametrize("case", range(len(_odd_frames())))
+def test_same_bytes_as_the_direct_implementation(case: int) -> None:
+    name, depth, missing, K = _odd_frames()[case]
+    with np.errstate(all="ignore"):  # the direct version warns about its 0/0 terms
+        ref = _reference_module().reference_compute_hha(depth, K, missing)
+    out = compute_hha(depth, K, missing)
+    assert out.dtype == np.uint8 and out.shape == ref.shape
+    assert np.array_equal(out, ref), f"{name}: {(out != ref).sum(axis=(0, 1))} pixels differ"
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 5), (50, 33), (300, 17)])
+@pytest.mark.parametrize("r", [0, 1, 3, 10])
+def test_box_sum_adds_in_the_direct_order(shape: tuple[int, int], r: int) -> None:
+    # OpenCV's filters must add the taps one by one from the first, like the direct sum;
+    # a different order (e.g. a future OpenCV pairing symmetric taps) fails here.
+    from aims.hha import _box_sum, _box_sum_direct
+
+    rng = np.random.default_rng(r)
+    img = rng.standard_normal(shape) * np.exp(rng.uniform(-20, 20, shape))
+    out = np.full(shape, np.nan)
+    assert np.array_equal(_box_sum(img, r), _box_sum_direct(img, r))
+    assert _box_sum(img, r, out=out) is out and np.array_equal(out, _box_sum_direct(img, r))
+    img[0, 0] = np.inf  # the direct path: 0 × inf would be NaN in the filter's zero tap
+    assert np.array_equal(_box_sum(img, r), _box_sum_direct(img, r), equal_nan=True)
+
+
+def test_vote_tally_keeps_the_exact_votes() -> None:
+    # Gravity re-checks only the normals whose vote can have changed; along a path that
+    # drifts away, comes back and jumps, the votes must stay those of a full count.
+    from aims.hha import _GravityBuffers, _VoteTally
+
+    rng = np.random.default_rng(3)
+    nn = rng.standard_normal((3, 20_000))
+    nn /= np.linalg.norm(nn, axis=0)
+    buf = _GravityBuffers(nn.shape[1])
+    tally = None
+    for tol in (45.0, 15.0):  # the second starts from the first's votes and sum
+        tally = _VoteTally(nn, tol, buf, None if tally is None else tally.sum)
+        for k, a in enumerate([0, 0.01, 0.03, 0.06, 0.02, 0.0, 0.04, 0.2, 0.19, 0.05, 0.3, 0.001]):
+            y = np.array([np.sin(a) * np.cos(k), np.cos(a), np.sin(a) * np.sin(k)])
+            matrix, _ = tally.matrix(y)
+            sim = np.abs(y @ nn)
+            votes = (sim < np.sin(np.deg2rad(tol))).astype(int) - (sim > np.cos(np.deg2rad(tol)))
+            assert np.array_equal(tally.votes, votes), (tol, k)
+            np.testing.assert_allclose(matrix, (nn * votes) @ nn.T, rtol=0, atol=1e-9)
+
+
+def test_surface_normals_and_gravity_of_a_floor_scene() -> None:
+    from aims.hha import estimate_gravity, surface_normals
+
+    depth, floor, g = _floor_and_wall(15.0)
+    z = depth * 100
+    for radius in (3, 10, 12):  # 12: beyond the cached workspace's halo
+        n = surface_normals(z, depth == 0, NYU_COLOR_INTRINSICS, radius)
+        assert n.shape == (*depth.shape, 3) and n.flags.c_contiguous
+        np.testing.assert_allclose(np.linalg.norm(n, axis=-1), 1.0, atol=1e-12)
+        inner = _interior(floor, radius + 1)
+        # The floor's normal is ±gravity; oriented towards the camera (n · p >= 0).
+        assert np.all(np.abs(np.abs(n[inner] @ g) - 1) < 1e-6)
+    gravity = estimate_gravity(surface_normals(z, depth == 0, NYU_COLOR_INTRINSICS, 10))
+    assert abs(gravity @ g - 1) < 1e-5  # the fits across the floor-wall edge tilt it a bit
+
+
+def test_repeated_and_concurrent_calls_give_the_same_bytes() -> None:
+    # Each thread reuses its own buffers from frame to frame (see aims.hha._Workspace).
+    from concurrent.futures import ThreadPoolExecutor
+
+    frames = [_floor_and_wall(p)[0] for p in (0.0, 10.0, 20.0)] + [np.full((60, 80), 2.0)]
+    first = [compute_hha(d, NYU_COLOR_INTRINSICS) for d in frames]
+    again = [compute_hha(d, NYU_COLOR_INTRINSICS) for d in reversed(frames)][::-1]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        threaded = list(pool.map(lambda d: compute_hha(d, NYU_COLOR_INTRINSICS), frames * 2))
+    for i, ref in enumerate(first):
+        assert np.array_equal(again[i], ref)
+        assert np.array_equal(threaded[i], ref) and np.array_equal(threaded[i + len(frames)], ref)
