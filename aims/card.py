@@ -16,12 +16,10 @@ instead of being listed.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import yaml
 
-if TYPE_CHECKING:  # pragma: no cover
-    from aims.writer import ConfigInfo
+from aims.config_info import ConfigInfo
 
 PRETTY_NAME = "AIMS: Any Image Modality Segmentation"
 BASE_TAGS = ["promptable-segmentation", "interactive-segmentation", "segment-anything", "multimodal"]
@@ -101,9 +99,43 @@ def card_metadata(infos: list[ConfigInfo]) -> dict:
 
 
 def _schema_tags(config: str) -> tuple[str, ...]:
-    from aims.schema import CONFIGS
+    from aims.schema import CONFIG_SCHEMAS
 
-    return CONFIGS[config].tags if config in CONFIGS else ()
+    return CONFIG_SCHEMAS[config].tags if config in CONFIG_SCHEMAS else ()
+
+
+def _instance_text(source: dict, info: ConfigInfo) -> str:
+    kind = source.get("kind")
+    detail = str(source.get("detail") or "")
+    if kind == "components":
+        ignored = ", ".join(str(v) for v in info.ignore_labels) or "none"
+        connectivity = source.get("connectivity") or info.connectivity
+        return (f"connected components of each semantic class, found per class (never across "
+                f"classes) with {connectivity}-connectivity; ignored labels ({ignored}) never form "
+                f"instances" + (f" ({detail})" if detail else ""))
+    if kind == "release":
+        return "the release's own instance annotations" + (f": {detail}" if detail else "")
+    if kind == "repack":
+        return "a repack's instance ids, kept as given" + (f": {detail}" if detail else "")
+    return f"{kind}" + (f": {detail}" if detail else "")
+
+
+def instances_paragraph(info: ConfigInfo) -> str:
+    """Where the config's instances come from, per official split (the structured
+    ``instance_source`` of ``aims_config.json``; connected components for files written
+    before it existed), and which instances protocol ``aims`` evaluates."""
+    sources = info.instance_source or {"": {"kind": "components", "connectivity": info.connectivity}}
+    texts: dict[str, list[str]] = {}
+    for split, source in sources.items():
+        texts.setdefault(_instance_text(source, info), []).append(split)
+    if len(texts) == 1:
+        text = next(iter(texts))
+        body = text[0].upper() + text[1:] + "."
+    else:
+        body = " ".join(f"{', '.join(splits).capitalize()}: {text}." for text, splits in texts.items())
+    return (f"**Instances.** {body} The validation split is carved from train and shares its "
+            "instance source. Every instance is kept with its area and bounding box; protocol "
+            "`aims` evaluates instances of area ≥ 100 px at native resolution.")
 
 
 def _fmt(x: float) -> str:
@@ -128,14 +160,7 @@ def _config_section(info: ConfigInfo) -> list[str]:
     if info.columns:
         out += ["", "| column | encoding and units |", "|---|---|"]
         out += [f"| `{c}` | {text} |" for c, text in info.columns.items()]
-    ignored = ", ".join(str(v) for v in info.ignore_labels) or "none"
-    out += [
-        "",
-        f"**Instances.** Connected components of each semantic class, found per class (never "
-        f"across classes) with {info.connectivity}-connectivity; ignored labels ({ignored}) "
-        "never form instances. Every component is kept with its area and bounding box; protocol "
-        "`aims` evaluates instances of area ≥ 100 px at native resolution.",
-    ]
+    out += ["", instances_paragraph(info)]
     if info.category_names:
         names = ", ".join(f"{i}: {n}" for i, n in enumerate(info.category_names))
         out += ["", f"<details><summary>{len(info.category_names)} categories</summary>", "",

@@ -88,6 +88,7 @@ def prepare(
     from aims.converters.registry import group_by_source
     from aims.extract import extraction_limits
     from aims.paths import default_dataset_dir
+    from aims.prepare import run_prepare
 
     groups = group_by_source([m.value for m in modality])
     with extraction_limits(max_gb=max_extract_gb, max_ratio=max_extract_ratio):  # None: the default
@@ -113,37 +114,6 @@ def _sources_per_group(groups: dict[str, list[str]], paths: list[Path]) -> dict[
         )
     folder = paths[0]
     return {name: folder / name if (folder / name).exists() else folder for name in groups}
-
-
-def run_prepare(groups: dict[str, list[str]], *, sources: dict[str, object], out: Path,
-                workers: int | None, progress: bool, instances: str = "release") -> list[str]:
-    """Prepare every source group and return the summary lines. ``instances="components"``
-    asks sources that ship their own instance annotations for connected components instead."""
-    from aims.converters.registry import converter
-    from aims.prepare import prepare_source
-
-    start = time.perf_counter()
-    lines = []
-    for name, configs in groups.items():
-        conv = converter(name)
-        if instances != "release" and hasattr(conv, "instances"):
-            conv = type(conv)(instances=instances)
-        result = prepare_source(conv, configs, dataset_dir=out, source=sources[name],
-                                workers=workers, progress=progress)
-        for config, splits in result.counts.items():
-            parts = ", ".join(f"{s}: {c['images']} images, {c['instances']} instances"
-                              for s, c in splits.items())
-            lines.append(f"  {config:<17} {parts}")
-        if result.skipped:
-            lines.append(f"  {name}: skipped {len(result.skipped)} sample(s):")
-            lines += [f"    {s.image_id}: {s.reason} ({s.path})" for s in result.skipped[:10]]
-            if len(result.skipped) > 10:
-                lines.append(f"    … and {len(result.skipped) - 10} more (listed in the dataset card)")
-    lines.insert(0, f"Prepared {sum(len(c) for c in groups.values())} config(s) in "
-                    f"{time.perf_counter() - start:.1f} s:")
-    lines.append(f"Dataset: {out}")
-    lines.append(f'Load it: datasets.load_dataset("{out}", "<config>")')
-    return lines
 
 
 @app.command()

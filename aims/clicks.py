@@ -23,10 +23,10 @@ import numpy as np
 
 from aims.errors import AimsError
 
-__all__ = ["click_aims", "clicks_simcmf", "warp_nearest"]
+__all__ = ["argmax_padded_dt", "click_aims", "clicks_simcmf", "clicks_simcmf_boxes", "pil_nearest_index", "warp_nearest"]
 
 
-def _argmax_padded_dt(padded: np.ndarray) -> int:
+def argmax_padded_dt(padded: np.ndarray) -> int:
     """Flat index (in ``padded``) of the first maximum of the exact EDT of ``padded``.
 
     ``padded`` is a C-contiguous uint8 0/1 image whose outer ring is 0.
@@ -74,12 +74,12 @@ def click_aims(mask: np.ndarray) -> tuple[int, int]:
     padded[1:-1, 1:-1] = mask != 0
     if not padded.any():
         raise AimsError("click_aims got an empty mask: an instance needs at least one pixel.")
-    idx = _argmax_padded_dt(padded)
+    idx = argmax_padded_dt(padded)
     y, x = divmod(idx, w + 2)
     return x - 1, y - 1
 
 
-def _nearest_index(n_in: int, n_out: int) -> np.ndarray:
+def pil_nearest_index(n_in: int, n_out: int) -> np.ndarray:
     """Source index of each output position of PIL's NEAREST resize along one axis.
 
     WHY replicate the arithmetic rather than use ``floor((i + 0.5) * n_in / n_out)``:
@@ -115,8 +115,8 @@ def warp_nearest(label: np.ndarray, size: tuple[int, int] = (1024, 1024)) -> np.
     h, w = label.shape
     if (out_w, out_h) == (w, h):
         return label.copy()
-    yi = _nearest_index(h, out_h)
-    xi = _nearest_index(w, out_w)
+    yi = pil_nearest_index(h, out_h)
+    xi = pil_nearest_index(w, out_w)
     if (yi < 0).any() or (xi < 0).any():  # pragma: no cover - unreachable for sane sizes
         out = np.zeros((out_h, out_w), label.dtype)
         ys, xs = np.flatnonzero(yi >= 0), np.flatnonzero(xi >= 0)
@@ -157,10 +157,10 @@ def clicks_simcmf(id_map: np.ndarray, ids: np.ndarray, size: int = 1024) -> np.n
         if ok[j] and slices[i - 1] is not None:
             sy, sx = slices[i - 1]
             boxes[j] = (sx.start, sy.start, sx.stop - sx.start, sy.stop - sy.start)
-    return _clicks_simcmf_boxes(id_map, ids, boxes, size)
+    return clicks_simcmf_boxes(id_map, ids, boxes, size)
 
 
-def _clicks_simcmf_boxes(
+def clicks_simcmf_boxes(
     id_map: np.ndarray, ids: np.ndarray, boxes: np.ndarray, size: int
 ) -> np.ndarray:
     """:func:`clicks_simcmf` with the native (x, y, w, h) boxes already known (w = -1 or
@@ -168,8 +168,8 @@ def _clicks_simcmf_boxes(
     OpenCV for free."""
     out = np.full((len(ids), 2), -1, dtype=np.int32)
     h, w = id_map.shape
-    yi = _nearest_index(h, size)
-    xi = _nearest_index(w, size)
+    yi = pil_nearest_index(h, size)
+    xi = pil_nearest_index(w, size)
     warped = warp_nearest(id_map, (size, size))
     # warped rows [r0, r1) come from native rows [y0, y0 + h): yi is non-decreasing.
     x0, y0, bw, bh = (boxes[:, k] for k in range(4))

@@ -89,8 +89,8 @@ def check_demo_folder(root: Path) -> None:
 
 def run_demo(root: Path, *, echo: Echo = print, progress: bool = True) -> dict[str, Path]:
     """Run everything into ``root`` (new or empty); returns the outputs by name."""
-    from aims.cli import run_prepare
-    from aims.converters.registry import CONFIGS, converter
+    from aims.converters.registry import SOURCE_CONFIGS, converter
+    from aims.prepare import run_prepare
 
     check_demo_folder(root)
     start = time.perf_counter()
@@ -98,16 +98,16 @@ def run_demo(root: Path, *, echo: Echo = print, progress: bool = True) -> dict[s
     echo(f"AIMS {__version__} demo in {root}")
     echo("1. miniature sources (exact release layouts):")
     sources = {}
-    for name in CONFIGS:
+    for name in SOURCE_CONFIGS:
         sources[name] = converter(name).write_miniature(root / "sources" / name)
         echo(f"  {name}: {sources[name]}")
     echo("2. prepare every config:")
     dataset_dir = root / "dataset"
-    for line in run_prepare({n: list(c) for n, c in CONFIGS.items()}, sources=sources, out=dataset_dir,
+    for line in run_prepare({n: list(c) for n, c in SOURCE_CONFIGS.items()}, sources=sources, out=dataset_dir,
                             workers=None, progress=progress):
         echo(line)
     outputs["dataset"] = dataset_dir
-    configs = [c for cs in CONFIGS.values() for c in cs]
+    configs = [c for cs in SOURCE_CONFIGS.values() for c in cs]
 
     predictions = None
     if _baselines_available():

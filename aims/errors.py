@@ -28,5 +28,14 @@ class SourceFormatError(AimsError):
     missing key, wrong shape, unknown layout)."""
 
 
+class UnreadableSample(SourceFormatError):
+    """One sample of a source cannot be read (a truncated or corrupt file, a file of the
+    wrong kind, files of one sample that disagree in size, values that are not what the
+    release holds). The pipeline catches it for every source alike: the sample is
+    skipped, counted and named in the summary and the dataset card. Anything wrong with
+    the source as a whole (a missing folder, a layout not recognised) stays a
+    :class:`SourceFormatError` and stops the run."""
+
+
 class UnsafeArchiveError(AimsError):
     """An archive member would be written outside the extraction folder."""

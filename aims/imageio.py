@@ -120,6 +120,39 @@ def _decode_wide_colour(data: bytes, size: tuple[int, int], channels: int) -> np
     return cv2.cvtColor(arr, code)
 
 
+def _open(path: Path) -> object:
+    from PIL import Image
+
+    try:
+        return Image.open(path)
+    except FileNotFoundError:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"not a readable image ({exc})") from None
+
+
+def _load(img: object) -> None:
+    from PIL import Image
+
+    try:
+        img.load()  # type: ignore[attr-defined]
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"its pixel data cannot be decoded ({exc})") from None
+
+
+def open_loaded(path: str | os.PathLike) -> object:
+    """The Pillow image of a file with its pixels loaded, for readers that need Pillow's
+    view of it (its mode, its palette, ``convert``). Same errors as :func:`read_image`.
+    16-bit colour reads as 8 bits here: take pixels from :func:`read_image`."""
+    img = _open(Path(path))
+    try:
+        _load(img)
+    except ValueError:
+        img.close()  # type: ignore[attr-defined]
+        raise
+    return img
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """The pixels of an image file (PNG, TIFF, anything Pillow opens) exactly as stored.
 
@@ -130,20 +163,10 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     and ``ValueError`` saying why when it is not a readable image (truncated, corrupt,
     too large for Pillow's decompression-bomb limit).
     """
-    from PIL import Image
-
     path = Path(path)
-    try:
-        img = Image.open(path)
-    except FileNotFoundError:
-        raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"not a readable image ({exc})") from None
-    with img:
+    img = _open(path)
+    with img:  # type: ignore[attr-defined]
         if _wide_colour(img):
-            return _decode_wide_colour(path.read_bytes(), img.size, len(img.mode))
-        try:
-            img.load()
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-            raise ValueError(f"its pixel data cannot be decoded ({exc})") from None
+            return _decode_wide_colour(path.read_bytes(), img.size, len(img.mode))  # type: ignore[attr-defined]
+        _load(img)
         return np.array(img)

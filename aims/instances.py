@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from aims.clicks import _argmax_padded_dt, _clicks_simcmf_boxes, clicks_simcmf
+from aims.clicks import argmax_padded_dt, clicks_simcmf_boxes, clicks_simcmf
 from aims.errors import AimsError
 
 __all__ = ["Instances", "instances_from_id_map", "split_instances"]
@@ -88,7 +88,7 @@ def _clicks_from_labels(
         x0, y0, w, h = (int(v) for v in stats[k, :4])
         padded = np.zeros((h + 2, w + 2), np.uint8)
         np.equal(labels[y0 : y0 + h, x0 : x0 + w], k, out=padded[1:-1, 1:-1].view(bool))
-        y, x = divmod(_argmax_padded_dt(padded), w + 2)
+        y, x = divmod(argmax_padded_dt(padded), w + 2)
         out[j, 0] = x0 + x - 1
         out[j, 1] = y0 + y - 1
 
@@ -168,7 +168,7 @@ def _split(
         bbox = np.zeros((0, 4), np.int32)
         point = np.zeros((0, 2), np.int32)
     point_simcmf = (
-        _clicks_simcmf_boxes(id_map, ids, bbox.astype(np.int64), 1024)
+        clicks_simcmf_boxes(id_map, ids, bbox.astype(np.int64), 1024)
         if simcmf
         else np.full((n_total, 2), -1, np.int32)
     )
@@ -227,7 +227,7 @@ def instances_from_id_map(
             bbox[j] = (x0, y0, w, h)
             padded = np.zeros((h + 2, w + 2), np.uint8)
             np.equal(id16[sy, sx], i, out=padded[1:-1, 1:-1].view(bool))
-            y, x = divmod(_argmax_padded_dt(padded), w + 2)
+            y, x = divmod(argmax_padded_dt(padded), w + 2)
             point[j] = (x0 + x - 1, y0 + y - 1)
     cat = np.full(n, -1, np.int32)
     if category is not None:

@@ -78,6 +78,9 @@ def load_dataset(
                if data_dir is None else "."),
             path=folder,
         )
+    from aims.converters.registry import register_prepared_records
+
+    register_prepared_records(root)  # a config prepared from a user's own record
     shards = _shards(folder)
     splits = list(shards)
     if split is not None and split not in splits:

@@ -1,10 +1,16 @@
 """The ``aims prepare`` pipeline: source → samples → instances → dataset configs.
 
 Converters only read their source; everything after that is shared here so every source
-gets the same instance rules, the same click points, the same lossless encodings and the
-same statistics. The per-image work (derived channels such as HHA, connected components,
-click points, PNG encoding) runs in a process pool; the order of rows, and therefore the
-bytes written, does not depend on the number of workers.
+gets the same instance rules, the same click points, the same lossless encodings, the same
+statistics and the same handling of unreadable samples. The converter lists its samples
+in this process (light references); a process pool loads each sample
+(:meth:`~aims.converters.base.SourceConverter.load`), derives channels (HHA), splits
+instances, computes click points and encodes PNGs; the order of rows, and therefore the
+bytes written, does not depend on the number of workers. A sample that raises
+:class:`~aims.errors.UnreadableSample` in a worker is skipped, counted and named in the card,
+whichever source it comes from. What the card says about each config comes from the
+source's record (:mod:`aims.converters.record`) plus the converter's notes on the input it
+found.
 
 Pool workers die with the process that started them, even when it is killed with
 ``SIGKILL`` and runs no clean-up: on Linux each worker asks the kernel for
@@ -23,15 +29,19 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aims import __version__
 from aims.atomic import process_alive
-from aims.converters.base import Sample, Skipped, SourceConverter
-from aims.errors import AimsError
+from aims.config_info import ConfigInfo
+from aims.converters.base import INSTANCE_MODES, Listing, SampleRef, Skipped, SourceConverter
+from aims.converters.record import InstanceSource
+from aims.errors import AimsError, UnreadableSample
+from aims.modalities import ColumnDecoder, Modality, stack_tensor
 
 
 #: every source provides these; `validation` is carved from train by aims.splits
@@ -49,6 +59,7 @@ class _Processed:
     instance_columns: dict[str, list]
     num_instances: int
     stats: dict[str, object]  # column -> ChannelStats of this image
+    facts: dict[str, Any] = field(default_factory=dict)  # what loading noticed, for the card
 
 
 @dataclass
@@ -60,19 +71,39 @@ class SourceResult:
     skipped: list[Skipped] = field(default_factory=list)
     #: config folders of the dataset that the card left out, as "folder: reason" (also logged)
     warnings: list[str] = field(default_factory=list)
+    #: official split -> where its instances came from
+    instance_sources: dict[str, InstanceSource] = field(default_factory=dict)
 
 
-def _process(converter: SourceConverter, configs: Sequence[str], sample: Sample) -> _Processed:
+@dataclass(frozen=True)
+class _WorkPlan:
+    """Everything a worker needs besides the sample reference (picklable, and complete: a
+    worker started by spawn or forkserver has not seen records registered at run time)."""
+
+    converter: SourceConverter
+    configs: tuple[str, ...]
+    ignore_labels: tuple[int, ...]
+    connectivity: int
+    #: the float rule of every stored column, for the channel statistics
+    decoders: dict[str, ColumnDecoder]
+    #: model inputs computed from several columns (Stokes): they get their own statistics
+    computed: tuple[Modality, ...]
+
+
+def _process(plan: _WorkPlan, ref: SampleRef) -> _Processed | Skipped:
+    """Load one sample and do the per-image work; an unreadable sample comes back as a
+    :class:`Skipped` (same rule for every source)."""
     from aims.imageio import encode_png
     from aims.instances import instances_from_id_map, split_instances
-    from aims.modalities import MODALITIES, column_tensor, modality_tensor
     from aims.splits import assign_split
     from aims.stats import ChannelStats
 
-    sample = converter.derive(sample, configs)
+    try:
+        sample = plan.converter.derive(plan.converter.load(ref, plan.configs), plan.configs)
+    except UnreadableSample as exc:
+        return Skipped(ref.image_id, str(exc.path or ref.where), str(exc))
     if sample.semantic is not None:
-        inst = split_instances(sample.semantic, ignore=converter.ignore_labels,
-                               connectivity=converter.connectivity)
+        inst = split_instances(sample.semantic, ignore=plan.ignore_labels, connectivity=plan.connectivity)
     elif sample.instance_map is not None:
         inst = instances_from_id_map(sample.instance_map, sample.instance_category)
     else:  # pragma: no cover - a converter bug
@@ -84,15 +115,15 @@ def _process(converter: SourceConverter, configs: Sequence[str], sample: Sample)
     if split == "train":
         for col, arr in sample.images.items():
             acc = ChannelStats()
-            acc.update(column_tensor(col, arr))
+            acc.update(plan.decoders[col].decode(arr))
             stats[col] = acc
         # modalities computed from several columns (Stokes from four angles) get their
         # own statistics: models normalise the computed channels, not the stored ones
-        for name, modality in MODALITIES.items():
-            if modality.combine is not None and set(modality.columns) <= set(sample.images):
+        for modality in plan.computed:
+            if set(modality.columns) <= set(sample.images):
                 acc = ChannelStats()
-                acc.update(modality_tensor(sample.images, name))
-                stats[name] = acc
+                acc.update(stack_tensor(modality, sample.images, plan.decoders))
+                stats[modality.name] = acc
     columns = {
         "instance_ids": inst.ids.astype(int).tolist(),
         "category": inst.category.astype(int).tolist(),
@@ -101,11 +132,8 @@ def _process(converter: SourceConverter, configs: Sequence[str], sample: Sample)
         "point": inst.point.astype(int).tolist(),
         "point_simcmf": inst.point_simcmf.astype(int).tolist(),
     }
-    return _Processed(sample.image_id, sample.split, split, encoded, columns, len(inst), stats)
-
-
-def _process_star(args: tuple) -> _Processed:
-    return _process(*args)
+    return _Processed(sample.image_id, sample.split, split, encoded, columns, len(inst), stats,
+                      dict(sample.facts))
 
 
 def _warm_imports() -> None:
@@ -161,21 +189,21 @@ def die_with_parent(owner_pid: int) -> None:
                          name="aims-parent-watchdog").start()
 
 
-def _processed_stream(converter: SourceConverter, configs: Sequence[str], samples: Iterable[Sample],
-                      workers: int) -> Iterator[_Processed]:
+def _processed_stream(plan: _WorkPlan, refs: Iterable[SampleRef],
+                      workers: int) -> Iterator[_Processed | Skipped]:
     """Per-image work in ``workers`` processes, yielded in source order, with a bounded
     number of images in flight so memory stays flat on 1449-frame sources."""
     if workers <= 1:
-        for sample in samples:
-            yield _process(converter, configs, sample)
+        for ref in refs:
+            yield _process(plan, ref)
         return
     in_flight = max(2 * workers, 4)
     _warm_imports()
     with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent,
                              initargs=(os.getpid(),)) as pool:
         pending = []
-        for sample in samples:
-            pending.append(pool.submit(_process, converter, configs, sample))
+        for ref in refs:
+            pending.append(pool.submit(_process, plan, ref))
             if len(pending) >= in_flight:
                 yield pending.pop(0).result()
         for fut in pending:
@@ -186,31 +214,52 @@ def default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
+def _work_plan(converter: SourceConverter, configs: Sequence[str]) -> _WorkPlan:
+    from aims.converters.registry import config_record
+    from aims.modalities import COLUMN_DECODERS, MODALITY_STACKS
+
+    records = [config_record(c) for c in configs]
+    decoders = {col.name: COLUMN_DECODERS[col.name] for r in records for col in r.columns}
+    computed = tuple(MODALITY_STACKS[m.name] for r in records for m in r.modalities if m.combine is not None)
+    record = converter.record
+    return _WorkPlan(converter, tuple(configs), tuple(record.ignore_labels), record.instances.connectivity or 8,
+                     decoders, computed)
+
+
 def prepare_source(
     converter: SourceConverter,
     configs: Sequence[str],
     *,
     dataset_dir: Path,
-    source: Path | None = None,
+    source: Path | Sequence[Path] | None = None,
     downloader: Callable[[str, Path], None] | None = None,
     workers: int | None = None,
     progress: bool = True,
+    instances: str = "release",
 ) -> SourceResult:
     """Convert the configs of one source into ``dataset_dir``. Each config is swapped into
-    place only when complete; official splits must not be empty."""
+    place only when complete; official splits must not be empty. ``instances`` is
+    ``"release"`` (a release's own instance annotations where it ships them) or
+    ``"components"`` (connected components of the semantic labels)."""
     from tqdm.auto import tqdm
 
-    from aims.modalities import MODALITIES
     from aims.schema import config_features
     from aims.stats import ChannelStats
-    from aims.writer import ConfigInfo, ConfigWriter, check_dataset_dir
+    from aims.writer import ConfigWriter, check_dataset_dir
 
+    record = converter.record
+    unknown = [c for c in configs if c not in record.config_names]
+    if unknown:
+        raise AimsError(f"{record.name} feeds {', '.join(record.config_names)}, not {', '.join(unknown)}.")
+    if instances not in INSTANCE_MODES:
+        raise AimsError(f"instances must be one of {', '.join(INSTANCE_MODES)}, got {instances!r}")
     workers = default_workers() if workers is None else workers
     # refuse a folder we would damage before downloading or converting anything
     check_dataset_dir(dataset_dir, configs)
-    stream = converter.open(configs, source=source, downloader=downloader)
-    with stream:
-        names = converter.category_names(configs)
+    listing = converter.list_samples(configs, source=source, downloader=downloader, instances=instances)
+    plan = _work_plan(converter, configs)
+    with listing:
+        names = listing.category_names
         writers = {}
         try:
             image_columns: dict[str, list[str]] = {}
@@ -220,10 +269,17 @@ def prepare_source(
                 image_columns[config] = list(features)
             stats: dict[str, ChannelStats] = {}
             seen_official: set[str] = set()
-            bar = tqdm(total=len(stream), desc=f"{converter.name} → {', '.join(configs)}",
+            skipped = list(listing.skipped)
+            bar = tqdm(total=len(listing) + len(listing.skipped), initial=len(listing.skipped),
+                       desc=f"{converter.name} → {', '.join(configs)}",
                        unit="img", disable=not progress, dynamic_ncols=True)
             with bar:
-                for item in _processed_stream(converter, configs, stream, workers):
+                for item in _processed_stream(plan, listing.refs, workers):
+                    bar.update(1)
+                    if isinstance(item, Skipped):
+                        skipped.append(item)
+                        continue
+                    converter.observe(listing, item.image_id, item.facts)
                     seen_official.add(item.official_split)
                     for col, acc in item.stats.items():
                         stats.setdefault(col, ChannelStats()).merge(acc)
@@ -234,8 +290,7 @@ def prepare_source(
                                 row[col] = {"bytes": item.encoded[col], "path": None}
                         row.update(item.instance_columns)
                         writer.add(item.split, row, num_instances=item.num_instances)
-                    bar.update(1)
-            result = SourceResult(skipped=list(stream.skipped))
+            result = SourceResult(skipped=skipped, instance_sources=dict(listing.instance_sources))
             empty = [s for s in OFFICIAL_SPLITS if s not in seen_official]
             if empty:
                 raise AimsError(
@@ -246,29 +301,8 @@ def prepare_source(
                     "that the source is complete (all split folders extracted).",
                     path=source if isinstance(source, (str, Path)) else None,
                 )
-            skipped_notes = _skipped_notes(result.skipped)
             for config, writer in writers.items():
-                desc = converter.describe(config)
-                info = ConfigInfo(
-                    config=config,
-                    description=desc.description,
-                    source=converter.info.name,
-                    homepage=converter.info.homepage,
-                    license=converter.info.license,
-                    citation=converter.info.citation,
-                    columns=desc.columns,
-                    category_names=names,
-                    connectivity=converter.connectivity,
-                    ignore_labels=list(converter.ignore_labels),
-                    channel_stats={
-                        col: {"mean": stats[col].mean, "std": stats[col].std}
-                        for col in stats
-                        if col in desc.columns
-                        or (col in MODALITIES and set(MODALITIES[col].columns) <= set(desc.columns))
-                    },
-                    toolkit_version=__version__,
-                    notes=[*converter.info.notes, *desc.notes, *skipped_notes],
-                )
+                info = config_info(converter, config, listing, stats, result.skipped)
                 result.counts[config] = writer.commit(info)
                 for b in writer.broken_configs:
                     if f"{b.folder}: {b.reason}" not in result.warnings:
@@ -280,9 +314,74 @@ def prepare_source(
     return result
 
 
+def config_info(converter: SourceConverter, config: str, listing: Listing,
+                stats: dict[str, Any], skipped: list[Skipped]) -> ConfigInfo:
+    """What the card and ``aims_config.json`` say about one config: the record's facts,
+    the converter's notes on the input found, the statistics, and the skipped samples."""
+    from aims.modalities import MODALITY_STACKS
+
+    source = converter.record
+    record = source.config(config)
+    columns = record.column_texts()
+    return ConfigInfo(
+        config=config,
+        description=record.description,
+        source=source.title,
+        homepage=source.homepage,
+        license=source.license,
+        citation=source.citation,
+        columns=columns,
+        category_names=list(listing.category_names),
+        connectivity=source.instances.connectivity or 8,
+        ignore_labels=list(source.ignore_labels),
+        channel_stats={
+            col: {"mean": stats[col].mean, "std": stats[col].std}
+            for col in stats
+            if col in columns
+            or (col in MODALITY_STACKS and set(MODALITY_STACKS[col].columns) <= set(columns))
+        },
+        toolkit_version=__version__,
+        notes=[*source.notes, f"Labels: {source.label_encoding}", *record.notes,
+               *converter.notes(config, listing), *_skipped_notes(skipped)],
+        instance_source={s: src.to_dict() for s, src in listing.instance_sources.items()},
+        record=record.to_dict(),
+    )
+
+
 def _skipped_notes(skipped: list[Skipped]) -> list[str]:
     if not skipped:
         return []
     shown = "; ".join(f"{s.image_id} ({s.reason})" for s in skipped[:20])
     more = f" and {len(skipped) - 20} more" if len(skipped) > 20 else ""
     return [f"{len(skipped)} source sample(s) skipped: {shown}{more}."]
+
+
+# --------------------------------------------------------------------------- several sources
+
+
+def run_prepare(groups: dict[str, list[str]], *, sources: Mapping[str, object], out: Path,
+                workers: int | None, progress: bool, instances: str = "release") -> list[str]:
+    """Prepare every source group ({source: [configs]}) and return the summary lines.
+    ``instances="components"`` asks sources that ship their own instance annotations for
+    connected components instead."""
+    from aims.converters.registry import converter
+
+    start = time.perf_counter()
+    lines = []
+    for name, configs in groups.items():
+        result = prepare_source(converter(name), configs, dataset_dir=out, source=sources[name],
+                                workers=workers, progress=progress, instances=instances)
+        for config, splits in result.counts.items():
+            parts = ", ".join(f"{s}: {c['images']} images, {c['instances']} instances"
+                              for s, c in splits.items())
+            lines.append(f"  {config:<17} {parts}")
+        if result.skipped:
+            lines.append(f"  {name}: skipped {len(result.skipped)} sample(s):")
+            lines += [f"    {s.image_id}: {s.reason} ({s.path})" for s in result.skipped[:10]]
+            if len(result.skipped) > 10:
+                lines.append(f"    … and {len(result.skipped) - 10} more (listed in the dataset card)")
+    lines.insert(0, f"Prepared {sum(len(c) for c in groups.values())} config(s) in "
+                    f"{time.perf_counter() - start:.1f} s:")
+    lines.append(f"Dataset: {out}")
+    lines.append(f'Load it: datasets.load_dataset("{out}", "<config>")')
+    return lines

@@ -16,9 +16,11 @@ never silently mix numbers):
        ratio not kept (:func:`aims.clicks.warp_nearest`, bit-identical);
     2. an instance is evaluated iff its id is in that warped map and its pixel count
        there passes the source's filter, ``count > threshold`` (strict, as the reference's
-       ``region_cnt > CNT_THRESHOLD``): ``polarization-zju`` (ZJU-RGBP) 10000,
-       ``polarization`` (RGBP-Glass) 100, ``nir`` 1000; ``depth``, ``hha``, ``thermal``:
-       no filter (every id present after the warp);
+       ``region_cnt > CNT_THRESHOLD``). Each config's threshold is its record's
+       ``simcmf_area_filter`` (:func:`simcmf_area_filters`): ``polarization-zju`` (ZJU-RGBP)
+       10000, ``polarization`` (RGBP-Glass) 100, ``nir`` 1000; ``depth``, ``hha``,
+       ``thermal``: 0, no filter (every id present after the warp). A config without one
+       (a user's own modality) is refused by this protocol;
     3. the label is resized 1024→256 by torchvision ``Resize(NEAREST)`` on a tensor, i.e.
        ``torch.nn.functional.interpolate(mode="nearest")``: source index =
        ``floor(dst * float32(in/out))`` (= 4·dst here) — done here with index arithmetic, no
@@ -41,10 +43,18 @@ from typing import Any
 
 import numpy as np
 
-from aims.clicks import _nearest_index, warp_nearest
+from aims.clicks import pil_nearest_index, warp_nearest
+from aims.converters import registry
 from aims.errors import AimsError
 
-__all__ = ["PROTOCOLS", "Frame", "Protocol", "get_protocol", "torch_nearest_index"]
+__all__ = ["PROTOCOLS", "Frame", "Protocol", "get_protocol", "simcmf_area_filters", "torch_nearest_index"]
+
+
+def simcmf_area_filters() -> dict[str, int]:
+    """Config -> the SimCMF reference's area threshold, from the config records (every
+    config that has one, in registry order)."""
+    return {name: int(r.simcmf_area_filter) for name, r in registry.config_records().items()
+            if r.simcmf_area_filter is not None}
 
 #: Reference frame sizes of protocol simcmf.
 SIMCMF_INPUT = 1024
@@ -114,7 +124,12 @@ class Protocol:
     version: str
     eps: float
     description: str
-    rules: dict[str, Any] = field(default_factory=dict)
+    fixed_rules: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rules(self) -> dict[str, Any]:
+        """The protocol's rules as the results JSON records them."""
+        return dict(self.fixed_rules)
 
     def check_config(self, config: str) -> None:
         """Raise :class:`AimsError` if the protocol has no rule for ``config``."""
@@ -136,12 +151,18 @@ class Protocol:
 class _AimsV1(Protocol):
     def frame(self, config: str, id_map: np.ndarray, ids: np.ndarray, area: np.ndarray) -> Frame:
         area = np.asarray(area, np.int64)
-        return Frame(id_map, area, area >= self.rules["min_area"], (int(id_map.shape[0]), int(id_map.shape[1])))
+        return Frame(id_map, area, area >= self.fixed_rules["min_area"], (int(id_map.shape[0]), int(id_map.shape[1])))
 
 
 class _SimCMF(Protocol):
+    @property
+    def rules(self) -> dict[str, Any]:
+        rules = dict(self.fixed_rules)
+        rules["area_filters"] = simcmf_area_filters()
+        return rules
+
     def threshold(self, config: str) -> int:
-        filters = self.rules["area_filters"]
+        filters = simcmf_area_filters()
         if config not in filters:
             raise AimsError(
                 f"protocol simcmf has no area filter for config {config!r} (the SimCMF reference "
@@ -168,8 +189,8 @@ class _SimCMF(Protocol):
         ids = np.asarray(ids, np.int64)
         eval_area = counts[ids].astype(np.int64) if ids.size else np.zeros(0, np.int64)
         evaluated = (eval_area > 0) & (eval_area > thr)
-        rows = _nearest_index(h, SIMCMF_INPUT)[t]
-        cols = _nearest_index(w, SIMCMF_INPUT)[t]
+        rows = pil_nearest_index(h, SIMCMF_INPUT)[t]
+        cols = pil_nearest_index(w, SIMCMF_INPUT)[t]
         return Frame(label, eval_area, evaluated, (int(h), int(w)), rows, cols, accepts_frame_size=True)
 
 
@@ -178,7 +199,7 @@ AIMS_V1 = _AimsV1(
     version="aims-v1",
     eps=0.0,
     description="IoU at native resolution; evaluated instances: area >= 100 native pixels",
-    rules={"resolution": "native", "min_area": 100, "area_rule": "area >= min_area (native pixels)"},
+    fixed_rules={"resolution": "native", "min_area": 100, "area_rule": "area >= min_area (native pixels)"},
 )
 
 SIMCMF_V1 = _SimCMF(
@@ -189,11 +210,9 @@ SIMCMF_V1 = _SimCMF(
         "SimCMF reference: labels PIL-nearest warped to 1024x1024, torch-nearest resized to "
         "256x256; per-source filters on the 1024 area (count > threshold); IoU eps 1e-6"
     ),
-    rules={
+    fixed_rules={
         "resolution": "256x256 (label: native -> 1024x1024 PIL NEAREST -> 256x256 torch nearest)",
         "area_rule": "present in the 1024x1024 warped map and count > threshold",
-        "area_filters": {"polarization-zju": 10000, "polarization": 100, "nir": 1000,
-                         "depth": 0, "hha": 0, "thermal": 0},
         "prediction_sizes": "256x256 (used as is) or native (warped like the label)",
     },
 )

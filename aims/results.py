@@ -4,12 +4,14 @@ One document per (predictions folder, protocol, split). It records who produced 
 predictions (method, model, the writer's metadata), how they were scored (protocol name AND
 version, toolkit version, missing-instance policy), on exactly which data (a fingerprint
 over the sha256 of every scored parquet shard), and the numbers (per-config mIoU with
-counts, interval, size buckets, categories; the five-modality headline when complete).
-IoU values are fractions in [0, 1]; tables show percentages.
+counts, interval, size buckets, categories; the headline mean when complete). The
+document is built by :meth:`aims.scoring.Scores.results`; this module only reads, checks
+and writes it. IoU values are fractions in [0, 1]; tables show percentages.
 
 The JSON Schema lives in ``leaderboard/results.schema.json`` (packaged as
-``aims.leaderboard``); :func:`validate_results` checks a document against it, and
-``aims leaderboard add`` uses the same function.
+``aims.leaderboard``); :func:`validate_results` checks a document against it, with the lists
+that name the headline modalities derived from the config records (:func:`results_schema`),
+and ``aims leaderboard add`` uses the same function.
 
 A results file is input from strangers (anyone can submit one to a leaderboard), so reading
 one is bounded at every step: only a regular file, at most :data:`MAX_RESULTS_BYTES`, read
@@ -27,21 +29,18 @@ import json
 import math
 import os
 import stat
-from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
-from aims import __version__
 from aims.atomic import atomic_write_text
 from aims.errors import AimsError
 
-if TYPE_CHECKING:  # pragma: no cover
-    from aims.scoring import Scores
-
 __all__ = ["MAX_DEPTH", "MAX_RESULTS_BYTES", "MAX_VALUES", "RESULTS_FORMAT", "Rejected", "SCORING_HINT",
-           "build_results", "load_results", "load_results_and_bytes", "parse_results_json", "read_regular_file",
-           "results_problems", "results_schema", "validate_results", "write_json_atomic", "write_results"]
+           "clean_json", "headline_lists", "load_results", "load_results_and_bytes", "parse_results_json",
+           "read_regular_file", "results_problems", "results_schema", "schema_file", "validate_results",
+           "with_headline", "write_json_atomic", "write_results"]
 
 #: Version of the results document layout (bumped on incompatible changes).
 RESULTS_FORMAT = 1
@@ -69,10 +68,40 @@ SCORING_HINT = ("The scored predictions' metadata (method, model and the other k
                 "must fit the results schema (leaderboard/results.schema.json); fix it and score again.")
 
 
-def results_schema() -> dict[str, Any]:
-    """The JSON Schema of a results document."""
+def schema_file() -> dict[str, Any]:
+    """``leaderboard/results.schema.json`` as published: the file contract, whose headline
+    lists name the built-in headline configs (a test keeps them equal to the records')."""
     text = resources.files("aims.leaderboard").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
     return json.loads(text)
+
+
+def headline_lists(schema: dict[str, Any]) -> dict[str, list[Any]]:
+    """The lists of a results schema that name the headline modalities: a config's
+    ``modality`` enum (plus null), and the required keys and the properties of
+    ``headline.modalities``."""
+    modality = schema["properties"]["configs"]["additionalProperties"]["properties"]["modality"]
+    head = schema["properties"]["headline"]["properties"]["modalities"]
+    return {"modality_enum": list(modality["enum"]), "required": list(head["required"]),
+            "properties": list(head["properties"])}
+
+
+def with_headline(schema: dict[str, Any], headline: Sequence[str]) -> dict[str, Any]:
+    """``schema`` with its headline lists set to ``headline`` (in place; returned)."""
+    schema["properties"]["configs"]["additionalProperties"]["properties"]["modality"]["enum"] = [*headline, None]
+    head = schema["properties"]["headline"]["properties"]["modalities"]
+    value = next(iter(head["properties"].values()))
+    head["required"] = list(headline)
+    head["properties"] = {m: dict(value) for m in headline}
+    return schema
+
+
+def results_schema() -> dict[str, Any]:
+    """The JSON Schema a results document is validated against: the file contract with
+    its headline lists derived from the config records, so the schema follows the
+    records (a source registered at run time included) and never contradicts them."""
+    from aims.converters.registry import headline_configs
+
+    return with_headline(schema_file(), headline_configs())
 
 
 # ---------------------------------------------------------------------------------------
@@ -375,48 +404,21 @@ def load_results(path: str | Path) -> dict[str, Any]:
 # writing
 
 
-def _clean(value: Any, depth: int = 0) -> Any:
+def clean_json(value: Any, depth: int = 0) -> Any:
     """JSON-safe copy: NaN/inf become None (JSON has no NaN), numpy scalars plain numbers.
     Nesting is bounded (the metadata comes from the predictions folder)."""
     if depth > MAX_DEPTH:
         raise AimsError(f"the predictions' metadata is nested more than {MAX_DEPTH} levels deep; a results "
                         "document cannot hold it. Simplify aims_predictions.json.")
     if isinstance(value, dict):
-        return {str(k): _clean(v, depth + 1) for k, v in value.items()}
+        return {str(k): clean_json(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v, depth + 1) for v in value]
+        return [clean_json(v, depth + 1) for v in value]
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-
-def build_results(scores: Scores, *, created: str | None = None) -> dict[str, Any]:
-    """The results document of a :class:`aims.scoring.Scores`."""
-    from aims.scoring import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
-
-    summary = scores.summary()
-    meta = dict(scores.meta)
-    doc = {
-        "results_format": RESULTS_FORMAT,
-        "method": str(meta.get("method") or "unnamed"),
-        "model": str(meta.get("model") or "unknown"),
-        "meta": meta,
-        "protocol": scores.protocol.to_dict(),
-        "split": scores.split,
-        "toolkit_version": __version__,
-        "created": created or datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
-        "dataset": scores.dataset or {"fingerprint": None, "files": {}},
-        "predictions_format": scores.prediction_format,
-        "missing_policy": scores.missing_policy,
-        "configs": summary,
-        "headline": scores.headline(summary),
-        "not_scored": dict(scores.not_scored),
-        "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "seed": BOOTSTRAP_SEED, "unit": "image",
-                      "confidence": 0.95},
-    }
-    return _clean(doc)
 
 
 def write_json_atomic(path: str | Path, doc: Any) -> Path:

@@ -1,9 +1,9 @@
-"""Column layout of every AIMS dataset config.
+"""Column layout of every AIMS dataset config, derived from the source records.
 
 One row per image. Every config shares the same skeleton (id, source, registered RGB,
-instance map, per-instance aligned lists) and differs only in its modality columns, so a
-config is declared by listing those columns in :data:`CONFIGS`; adding a modality is a few
-lines here (plus its tensor rule in :mod:`aims.modalities`).
+instance map, per-instance aligned lists) and differs only in its modality columns, which
+its :class:`~aims.converters.record.ConfigRecord` declares; :data:`CONFIG_SCHEMAS` is
+derived from the records and follows every record registered at run time.
 
 All images are lossless PNG ``Image`` features: multi-channel float tensors are assembled at
 load time by :func:`aims.modality_tensor`, because a Hugging Face ``Image`` holds at most 4
@@ -12,9 +12,15 @@ channels and ``Array3D`` cannot hold images of varying sizes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import datasets
+
+from aims.converters import registry
+from aims.converters.record import RGB8, ConfigRecord
+from aims.derived import LiveMapping
+from aims.errors import AimsError
 
 # `datasets.List` appeared in datasets 4; `Sequence` is its older spelling.
 _List = getattr(datasets, "List", None) or datasets.Sequence
@@ -30,10 +36,11 @@ INSTANCE_COLUMNS = (
     "point",
     "point_simcmf",
 )
+#: names a record may not give a modality column (``rgb`` is declared like any column)
+RESERVED_COLUMNS = frozenset(LEADING_COLUMNS) - {"rgb"} | frozenset(INSTANCE_COLUMNS)
 
-
-#: the ``rgb`` column of every config that does not say otherwise
-DEFAULT_RGB_UNITS = "registered RGB, 8-bit PNG"
+#: the text of the registered 8-bit RGB column most configs store
+DEFAULT_RGB_UNITS = RGB8.text
 
 
 @dataclass(frozen=True)
@@ -71,143 +78,38 @@ class ConfigSchema:
         return out
 
 
-CONFIGS: dict[str, ConfigSchema] = {}
-
-
-def register_config(schema: ConfigSchema) -> ConfigSchema:
-    """Add a config to :data:`CONFIGS` (the order of registration is the card's order)."""
-    reserved = set(LEADING_COLUMNS) | set(INSTANCE_COLUMNS)
-    for col in schema.modality_columns:
-        if col.name in reserved:
-            raise ValueError(f"config {schema.name!r}: column {col.name!r} is reserved")
-    CONFIGS[schema.name] = schema
-    return schema
-
-
-register_config(
-    ConfigSchema(
-        name="depth",
-        description="Depth maps (NYUv2) with registered RGB.",
-        modality_columns=(
-            ModalityColumn(
-                "depth",
-                "16-bit greyscale PNG (uint16)",
-                "depth in millimetres; 0 = missing/invalid",
-            ),
-        ),
-        tags=("depth",),
+def schema_of(record: ConfigRecord) -> ConfigSchema:
+    """The column layout a config record declares."""
+    modality_columns = []
+    for col in record.columns:
+        if col.name == "rgb":
+            continue
+        if col.name in RESERVED_COLUMNS:
+            raise AimsError(f"config {record.name!r}: column {col.name!r} is reserved (every config "
+                            f"has it); name the modality column differently.")
+        modality_columns.append(ModalityColumn(col.name, col.encoding, col.units))
+    return ConfigSchema(
+        name=record.name,
+        description=record.description,
+        modality_columns=tuple(modality_columns),
+        has_rgb=record.has_rgb,
+        tags=record.tags,
+        rgb_units=record.columns[0].text if record.has_rgb else DEFAULT_RGB_UNITS,
     )
-)
-register_config(
-    ConfigSchema(
-        name="hha",
-        description="HHA encoding of depth (NYUv2) with registered RGB.",
-        modality_columns=(
-            ModalityColumn(
-                "hha",
-                "8-bit RGB PNG (uint8)",
-                "R = horizontal disparity, G = height above ground, "
-                "B = angle between the surface normal and gravity; each scaled to 0-255",
-            ),
-        ),
-        tags=("hha", "depth"),
-    )
-)
 
-register_config(
-    ConfigSchema(
-        name="nir",
-        description="Near-infrared scenes (IVRG-NIR) with registered RGB and region masks.",
-        modality_columns=(
-            ModalityColumn(
-                "nir",
-                "8-bit greyscale PNG (the repack's JPEG, or a content-matched nirscene1 TIFF)",
-                "near-infrared intensity as recorded; tensor = value / 255",
-            ),
-        ),
-        tags=("nir", "near-infrared"),
-    )
-)
 
-#: RGBP-Glass's RGB: the release's image/<id>_rgb.tiff is 16 bits per channel (LZW TIFF),
-#: kept bit for bit. Pillow (hence `datasets`' Image decoding and PGSNet's own loader) keeps
-#: only the high byte of a 16-bit colour image, so the text says how to get all 16 bits.
-POLARIZATION_RGB_UNITS = (
-    "16-bit RGB PNG (uint16), the release's image/<id>_rgb.tiff bit for bit (16 bits per "
-    "channel; an 8-bit source image would be stored 8-bit). Decoded by Pillow, as `datasets` "
-    "does for `row['rgb']`, it reads as 8-bit = value >> 8 (the high byte), which is exactly "
-    "what PGSNet's own Pillow loader sees; for all 16 bits read the PNG bytes "
-    "(`datasets.Image(decode=False)`) with `aims.imageio.decode_png`. "
-    "`aims.modality_tensor`: value / 65535 in [0, 1] (given a Pillow-decoded row: "
-    "(value >> 8) / 255, within 1/255 of it)"
-)
-
-register_config(
-    ConfigSchema(
-        name="polarization",
-        description="RGBP-Glass: RGB with trichromatic AoLP and DoLP, glass instances.",
-        modality_columns=(
-            ModalityColumn(
-                "aolp",
-                "8-bit RGB PNG (uint8)",
-                "angle of linear polarization per colour channel, the release's 8-bit codes "
-                "in R,G,B order (stored channel k = channel 2−k of aolp/<id>_aolp.tiff, which "
-                "holds B,G,R); code → radians not published (likely [0, π) → 0..255)",
-            ),
-            ModalityColumn(
-                "dolp",
-                "8-bit RGB PNG (uint8)",
-                "degree of linear polarization per colour channel, the release's 8-bit codes "
-                "in R,G,B order (stored channel k = channel 2−k of dolp/<id>_dolp.tiff, which "
-                "holds B,G,R); likely [0, 1] → 0..255",
-            ),
-        ),
-        tags=("polarization",),
-        rgb_units=POLARIZATION_RGB_UNITS,
-    )
-)
-register_config(
-    ConfigSchema(
-        name="thermal",
-        description="RGB-T Glass: registered RGB and thermal temperature, glass instances.",
-        modality_columns=(
-            ModalityColumn(
-                "temperature",
-                "16-bit greyscale PNG (uint16)",
-                "degrees Celsius = -80 + code / 256 (step 1/256 °C, max error 0.002 °C)",
-            ),
-        ),
-        tags=("thermal", "infrared"),
-    )
-)
-
-#: the four polarizer angles of ZJU-RGBP, in degrees; column ``angle_<θ>`` each
-ZJU_ANGLES = (0, 45, 90, 135)
-register_config(
-    ConfigSchema(
-        name="polarization-zju",
-        description="ZJU-RGBP: four polarizer-angle RGB images (0°, 45°, 90°, 135°), "
-        "8 semantic classes → instances.",
-        modality_columns=tuple(
-            ModalityColumn(
-                f"angle_{a}",
-                "8-bit RGB PNG (uint8)",
-                f"intensity behind a linear polarizer at {a}°, R,G,B, as recorded",
-            )
-            for a in ZJU_ANGLES
-        ),
-        tags=("polarization",),
-    )
-)
+#: config name -> its column layout, in registry order (always current)
+CONFIG_SCHEMAS: Mapping[str, ConfigSchema] = LiveMapping(
+    lambda: {name: schema_of(r) for name, r in registry.config_records().items()}, registry.generation)
 
 
 def get_config(config: str) -> ConfigSchema:
-    """The schema of a registered config; ``KeyError`` names the known ones."""
+    """The schema of a known config; ``KeyError`` names the known ones."""
     try:
-        return CONFIGS[config]
+        return CONFIG_SCHEMAS[config]
     except KeyError:
         raise KeyError(
-            f"unknown AIMS config {config!r}; known configs: {', '.join(CONFIGS)}"
+            f"unknown AIMS config {config!r}; known configs: {', '.join(CONFIG_SCHEMAS)}"
         ) from None
 
 

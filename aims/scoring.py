@@ -35,13 +35,15 @@ import io
 import json
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from aims import __version__
 from aims.atomic import TEMP_PATTERN, atomic_write_bytes, atomic_write_text, remove_stale_temporaries, temporary_sibling
 from aims.errors import AimsError
 from aims.metrics import (
@@ -63,22 +65,21 @@ from aims.predictions import (
     read_predictions,
     rle_json_limit,
 )
+from aims.converters import registry
+from aims.derived import LiveMapping
 from aims.protocols import Protocol, get_protocol
+from aims.results import RESULTS_FORMAT, clean_json
 
-__all__ = ["MODALITIES", "SCORES_FILES", "GroundTruthImage", "ImageInfo", "Scores", "check_scores_target",
+__all__ = ["HEADLINE_MODALITIES", "SCORES_FILES", "GroundTruthImage", "ImageInfo", "Scores", "check_scores_target",
            "ground_truth_index", "is_scores_folder", "iter_ground_truth", "score_predictions"]
 
-#: The five modalities of the headline number and the config that represents each. The
-#: paper's "polarization" column is RGBP-Glass (SimCMF's ``pgsnet_rgbp``, 9 channels), i.e.
-#: config ``polarization``; ``polarization-zju`` (ZJU-RGBP) is scored and reported but is
-#: not part of the five-modality mean.
-MODALITIES: dict[str, str] = {
-    "polarization": "polarization",
-    "depth": "depth",
-    "hha": "hha",
-    "thermal": "thermal",
-    "nir": "nir",
-}
+#: The modalities of the headline number and the config that represents each: every config
+#: whose record says ``headline=True`` (derived, always current). The paper's
+#: "polarization" column is RGBP-Glass (SimCMF's ``pgsnet_rgbp``, 9 channels), i.e. config
+#: ``polarization``; ``polarization-zju`` (ZJU-RGBP) is scored and reported but is not part
+#: of the headline mean.
+HEADLINE_MODALITIES: Mapping[str, str] = LiveMapping(
+    lambda: {c: c for c in registry.headline_configs()}, registry.generation)
 MISSING_POLICIES = ("error", "zero")
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
@@ -414,7 +415,7 @@ class Scores:
         by_cat = {}
         for name, grp in ev.groupby("category_name", sort=True):
             by_cat[str(name)] = {"miou": _mean(grp["iou"].to_numpy(np.float64)), "n": int(len(grp))}
-        modality = next((m for m, c in MODALITIES.items() if c == config), None)
+        modality = next((m for m, c in HEADLINE_MODALITIES.items() if c == config), None)
         return {
             "modality": modality,
             "miou": _mean(iou),
@@ -434,18 +435,36 @@ class Scores:
         return {c: self.config_summary(c) for c in self.configs}
 
     def headline(self, summary: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-        """Mean of the five modality mIoUs, only when all five were scored."""
+        """Mean of the headline modality mIoUs, only when all of them were scored."""
         summary = summary if summary is not None else self.summary()
-        per = {m: (summary[c]["miou"] if c in summary else None) for m, c in MODALITIES.items()}
+        per = {m: (summary[c]["miou"] if c in summary else None) for m, c in HEADLINE_MODALITIES.items()}
         complete = all(v is not None for v in per.values())
         return {"miou": float(np.mean(list(per.values()))) if complete else None,
-                "complete": complete, "modalities": per, "configs": dict(MODALITIES)}
+                "complete": complete, "modalities": per, "configs": dict(HEADLINE_MODALITIES)}
 
     def results(self, *, created: str | None = None) -> dict[str, Any]:
         """The results JSON document (schema: leaderboard/results.schema.json)."""
-        from aims.results import build_results
-
-        return build_results(self, created=created)
+        summary = self.summary()
+        meta = dict(self.meta)
+        doc = {
+            "results_format": RESULTS_FORMAT,
+            "method": str(meta.get("method") or "unnamed"),
+            "model": str(meta.get("model") or "unknown"),
+            "meta": meta,
+            "protocol": self.protocol.to_dict(),
+            "split": self.split,
+            "toolkit_version": __version__,
+            "created": created or datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+            "dataset": self.dataset or {"fingerprint": None, "files": {}},
+            "predictions_format": self.prediction_format,
+            "missing_policy": self.missing_policy,
+            "configs": summary,
+            "headline": self.headline(summary),
+            "not_scored": dict(self.not_scored),
+            "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "seed": BOOTSTRAP_SEED, "unit": "image",
+                          "confidence": 0.95},
+        }
+        return clean_json(doc)
 
     def format_table(self) -> str:
         """A readable terminal table (mIoU in %)."""
@@ -688,6 +707,8 @@ def score_predictions(
     if missing not in MISSING_POLICIES:
         raise AimsError(f"--missing must be one of {', '.join(MISSING_POLICIES)}, got {missing!r}.")
     proto = protocol if isinstance(protocol, Protocol) else get_protocol(protocol)
+    # configs prepared from a record this process does not know (a user's own modality)
+    registry.register_prepared_records(_resolve_data_dir(data_dir))
     gt_index = _IndexCache(data_dir, split)
     pf = predictions if isinstance(predictions, PredictionFolder) else read_predictions(
         predictions, json_bound=lambda: gt_index.json_bound(configs, proto))

@@ -63,7 +63,8 @@ def show_dataset(
     statistics plot per config; returns the paths written."""
     from aims.loader import load_dataset
     from aims.paths import default_dataset_dir
-    from aims.schema import CONFIGS
+    from aims.converters.registry import register_prepared_records
+    from aims.schema import CONFIG_SCHEMAS
     from aims.visualize import render_panel, render_statistics
 
     data_dir = Path(data_dir or default_dataset_dir())
@@ -71,6 +72,7 @@ def show_dataset(
     if not present:
         raise AimsError(f"{data_dir} holds no prepared config; run `aims prepare` first "
                         "or pass --data-dir.", path=data_dir)
+    register_prepared_records(data_dir)  # configs prepared from a user's own record
     configs = list(configs or present)
     unknown = [c for c in configs if c not in present]
     if unknown:
@@ -86,7 +88,7 @@ def show_dataset(
         ds = load_dataset(config, data_dir=data_dir)
         if split not in ds:
             raise AimsError(f"config {config!r} has no split {split!r} (has: {', '.join(ds)}).", path=data_dir)
-        columns = [c.name for c in CONFIGS[config].modality_columns] if config in CONFIGS else []
+        columns = [c.name for c in CONFIG_SCHEMAS[config].modality_columns] if config in CONFIG_SCHEMAS else []
         rows = ds[split]
         for k in range(min(limit, len(rows))):
             example = rows[k]

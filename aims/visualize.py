@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from aims.atomic import atomic_write_bytes
+from aims.decoders import to_array
 from aims.errors import AimsError
-from aims.modalities import to_array
 
 #: instance colours: a fixed golden-angle palette, so an id keeps its colour across panels
 _GOLDEN = 0.618033988749895

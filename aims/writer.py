@@ -69,15 +69,13 @@ import contextlib
 import ctypes
 import dataclasses
 import errno
-import json
 import logging
 import os
 import re
 import secrets
 import shutil
-import stat
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,21 +85,25 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from aims import __version__
 from aims.atomic import atomic_write_text, process_alive, remove_stale_temporaries
+from aims.card import is_aims_card, render_card
+from aims.config_info import (
+    CONFIG_FORMAT,
+    CONFIG_FORMAT_PREFIX,
+    CONFIG_INFO_FILE,
+    CONFIG_INFO_MAX_BYTES,
+    CONFIG_NAME,
+    SPLIT_NAME,
+    ConfigInfo,
+    read_config_folder,
+    read_json_object,
+    read_regular_bytes,
+)
 from aims.errors import AimsError
 from aims.imageio import encode_png
 
 log = logging.getLogger(__name__)
 
-#: File in each config folder that records its :class:`ConfigInfo`.
-CONFIG_INFO_FILE = "aims_config.json"
-#: The marker in ``aims_config.json`` that says "AIMS wrote this folder"; a later layout
-#: bumps the number, and any ``aims-config/`` version counts as ours.
-CONFIG_FORMAT = "aims-config/1"
-CONFIG_FORMAT_PREFIX = "aims-config/"
-#: ``aims_config.json`` files larger than this are not read (ours are a few kB).
-CONFIG_INFO_MAX_BYTES = 10 * 2**20
 #: ``README.md`` files larger than this are not read to decide whether they are ours.
 CARD_MAX_BYTES = 10 * 2**20
 #: The card's file name in the dataset folder.
@@ -116,169 +118,11 @@ ROW_GROUP_BYTES = 32 * 2**20
 PARQUET_COMPRESSION = "zstd"
 PARQUET_COMPRESSION_LEVEL = 3
 
-_CONFIG_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-_SPLIT_NAME = re.compile(r"^\w+$")
 #: the only names a config folder written by AIMS holds besides aims_config.json
 SHARD_NAME = re.compile(r"^(?P<split>\w+?)-\d{5}-of-\d{5}\.parquet$")
 _ALIGNED = ("instance_ids", "category", "area", "bbox", "point", "point_simcmf")
 #: keys every toolkit version wrote; recognises an aims_config.json from before CONFIG_FORMAT
 _LEGACY_KEYS = frozenset({"config", "counts", "protocol", "toolkit_version"})
-
-
-# --------------------------------------------------------------------------- ConfigInfo
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _is_str_list(v: Any) -> bool:
-    return isinstance(v, list) and all(isinstance(x, str) for x in v)
-
-
-def _is_str_dict(v: Any, value_ok: Callable[[Any], bool]) -> bool:
-    return isinstance(v, dict) and all(isinstance(k, str) and value_ok(x) for k, x in v.items())
-
-
-def _is_counts(v: Any) -> bool:
-    return _is_str_dict(v, lambda c: _is_str_dict(c, lambda n: _is_int(n) and n >= 0)) and all(
-        _SPLIT_NAME.match(s) for s in v)
-
-
-def _is_stats(v: Any) -> bool:
-    return _is_str_dict(v, lambda st: _is_str_dict(
-        st, lambda xs: isinstance(xs, list) and all(_is_number(x) for x in xs)))
-
-
-#: field → (check, what it must be); what a card needs to render without surprises
-_FIELD_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "config": (lambda v: isinstance(v, str) and bool(_CONFIG_NAME.match(v)),
-               "a config name (lower-case letters, digits, '-' and '_')"),
-    **{name: (lambda v: isinstance(v, str), "a string") for name in (
-        "description", "source", "homepage", "license", "license_name", "license_link",
-        "citation", "toolkit_version", "protocol")},
-    "columns": (lambda v: _is_str_dict(v, lambda x: isinstance(x, str)), "an object of strings"),
-    "category_names": (_is_str_list, "a list of strings"),
-    "connectivity": (lambda v: _is_int(v) and v in (4, 8), "4 or 8"),
-    "ignore_labels": (lambda v: isinstance(v, list) and all(_is_int(x) for x in v), "a list of integers"),
-    "channel_stats": (_is_stats, "an object {column: {statistic: [numbers]}}"),
-    "counts": (_is_counts, "an object {split: {'images': n, 'instances': n}} of non-negative integers"),
-    "notes": (_is_str_list, "a list of strings"),
-    "image_notes": (_is_str_list, "a list of strings"),
-}
-
-
-@dataclass
-class ConfigInfo:
-    """Everything the dataset card says about one config; saved as JSON next to its shards.
-
-    ``counts`` and ``channel_stats`` are filled by :func:`write_config` from the rows it
-    writes (the values passed in are replaced), so the card always matches the files.
-    ``columns`` maps a stored image column (``rgb`` and the modality columns) to a text
-    giving its encoding and units; left empty, it is filled from :mod:`aims.schema`. ``license`` is a Hugging Face licence id,
-    or ``"other"`` with ``license_name``/``license_link``.
-    """
-
-    config: str
-    description: str = ""
-    source: str = ""
-    homepage: str = ""
-    license: str = "other"
-    license_name: str = ""
-    license_link: str = ""
-    citation: str = ""
-    columns: dict[str, str] = field(default_factory=dict)
-    category_names: list[str] = field(default_factory=list)
-    connectivity: int = 8
-    ignore_labels: list[int] = field(default_factory=list)
-    channel_stats: dict[str, dict[str, list[float]]] = field(default_factory=dict)
-    counts: dict[str, dict[str, int]] = field(default_factory=dict)
-    toolkit_version: str = __version__
-    protocol: str = "aims-v1"
-    notes: list[str] = field(default_factory=list)
-    image_notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON object, led by the ``format`` marker that makes the folder ours."""
-        return {"format": CONFIG_FORMAT, **dataclasses.asdict(self)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ConfigInfo:
-        """Build from JSON, checking every known field's type (the card is rendered from
-        them); unknown keys (from a newer toolkit) are ignored, not fatal. Raises
-        ``ValueError`` naming the first bad field."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        data = dict(data)
-        if "modality_columns" in data and "columns" not in data:  # early spelling
-            data["columns"] = data.pop("modality_columns")
-        fmt = data.get("format", CONFIG_FORMAT)
-        if not (isinstance(fmt, str) and fmt.startswith(CONFIG_FORMAT_PREFIX)):
-            raise ValueError(f"its \"format\" is {fmt!r:.60}, not an AIMS config format ({CONFIG_FORMAT})")
-        if "config" not in data:
-            raise ValueError("it has no \"config\" key")
-        for name, (ok, what) in _FIELD_CHECKS.items():
-            if name in data and not ok(data[name]):
-                raise ValueError(f"its field {name!r} is not {what}")
-        return cls(**{k: v for k, v in data.items() if k in names})
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
-
-    @classmethod
-    def load(cls, path: str | Path) -> ConfigInfo:
-        """Read ``aims_config.json`` (a file, or the config folder holding it). Raises
-        :class:`AimsError` naming the file when it cannot be read or is not a ConfigInfo."""
-        p = Path(path)
-        if p.is_dir():
-            p = p / CONFIG_INFO_FILE
-        try:
-            return cls.from_dict(read_json_object(p, CONFIG_INFO_MAX_BYTES))
-        except ValueError as exc:
-            raise AimsError(f"{p} is not a readable AIMS config description: {exc}. Prepare "
-                            "the config again (`aims prepare`) to rewrite it.", path=p) from None
-
-
-def read_json_object(path: Path, max_bytes: int) -> dict[str, Any]:
-    """A JSON object from a *regular* file of at most ``max_bytes``, without following a
-    symbolic link, blocking on a FIFO or reading a device. Raises ``ValueError`` with a
-    short reason that names no content of the file."""
-    raw = _read_regular(path, max_bytes)
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ValueError(f"{path.name} is not UTF-8 text") from None
-    except RecursionError:
-        raise ValueError(f"{path.name} is nested too deeply") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path.name} is not valid JSON (line {exc.lineno}, column {exc.colno})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path.name} holds a JSON {type(data).__name__}, not an object")
-    return data
-
-
-def _read_regular(path: Path, max_bytes: int) -> bytes:
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    try:
-        if os.path.islink(path):
-            raise ValueError(f"{path.name} is a symbolic link")
-        fd = os.open(path, flags)
-    except OSError as exc:
-        raise ValueError(f"{path.name} cannot be opened ({exc.strerror or exc})") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise ValueError(f"{path.name} is not a regular file")
-    with os.fdopen(fd, "rb") as fh:
-        try:
-            raw = fh.read(max_bytes + 1)
-        except OSError as exc:
-            raise ValueError(f"{path.name} cannot be read ({exc.strerror or exc})") from None
-    if len(raw) > max_bytes:
-        raise ValueError(f"{path.name} is larger than {max_bytes // 2**20} MB")
-    return raw
 
 
 @dataclass(frozen=True)
@@ -310,11 +154,7 @@ def scan_configs(dataset_dir: str | Path) -> ConfigScan:
         if d.name.startswith(".") or not os.path.lexists(d / CONFIG_INFO_FILE):
             continue
         try:
-            if d.is_symlink():
-                raise ValueError("the folder is a symbolic link")
-            info = ConfigInfo.from_dict(read_json_object(d / CONFIG_INFO_FILE, CONFIG_INFO_MAX_BYTES))
-            if info.config != d.name:
-                raise ValueError(f"it describes config {info.config!r}, but its folder is named {d.name!r}")
+            info = read_config_folder(d)
         except ValueError as exc:
             scan.broken.append(BrokenConfig(d.name, str(exc)))
             continue
@@ -325,9 +165,9 @@ def scan_configs(dataset_dir: str | Path) -> ConfigScan:
 
 def _card_order(infos: Iterable[ConfigInfo]) -> list[ConfigInfo]:
     """Registered configs in registry order, then the others alphabetically."""
-    from aims.schema import CONFIGS
+    from aims.schema import CONFIG_SCHEMAS
 
-    order = {name: i for i, name in enumerate(CONFIGS)}
+    order = {name: i for i, name in enumerate(CONFIG_SCHEMAS)}
     return sorted(infos, key=lambda i: (order.get(i.config, len(order)), i.config))
 
 
@@ -378,15 +218,13 @@ def config_folder_problem(folder: Path, config: str | None = None) -> str | None
 def card_problem(dataset_dir: Path) -> str | None:
     """``None`` when ``README.md`` in ``dataset_dir`` may be (over)written with the card;
     otherwise why not, as a phrase that follows the file's path."""
-    from aims.card import is_aims_card
-
     path = dataset_dir / CARD_FILE
     if not os.path.lexists(path):
         return None
     if path.is_symlink():
         return "is a symbolic link; AIMS never writes through or replaces one"
     try:
-        raw = _read_regular(path, CARD_MAX_BYTES)
+        raw = read_regular_bytes(path, CARD_MAX_BYTES)
     except ValueError as exc:
         return f"is not a dataset card written by AIMS ({exc})"
     if not is_aims_card(raw.decode("utf-8", errors="replace")):
@@ -548,8 +386,6 @@ def write_readme(dataset_dir: str | Path, *, pending: ConfigInfo | None = None) 
     (plus ``pending``, a config about to be renamed into place, which replaces its folder's
     entry), atomically. Refuses (:class:`AimsError`) to overwrite a README.md that is not an
     AIMS card. Returns the config folders left out because they cannot be read (also logged)."""
-    from aims.card import render_card
-
     root = Path(dataset_dir)
     problem = card_problem(root)
     if problem:
@@ -700,10 +536,10 @@ class ConfigWriter:
         max_shard_bytes: int = 256 * 2**20,
         compute_stats: bool = False,
     ) -> None:
-        from aims.modalities import COLUMNS
+        from aims.modalities import COLUMN_DECODERS
 
-        if not _CONFIG_NAME.match(config):
-            raise ValueError(f"config name {config!r} must match {_CONFIG_NAME.pattern}")
+        if not CONFIG_NAME.match(config):
+            raise ValueError(f"config name {config!r} must match {CONFIG_NAME.pattern}")
         if max_shard_bytes <= 0:
             raise ValueError("max_shard_bytes must be positive")
         self.dataset_dir = Path(dataset_dir)
@@ -719,7 +555,7 @@ class ConfigWriter:
             from aims.stats import ChannelStats
 
             self._stats = {
-                c: ChannelStats() for c in self._encoder.image_columns if c in COLUMNS and c != "instances"
+                c: ChannelStats() for c in self._encoder.image_columns if c in COLUMN_DECODERS and c != "instances"
             }
         self._shards: dict[str, _ShardWriter] = {}
         self._counts: dict[str, dict[str, int]] = {}
@@ -759,8 +595,8 @@ class ConfigWriter:
 
         if self._done:
             raise RuntimeError(f"ConfigWriter for {self.config!r} is already committed or aborted")
-        if not _SPLIT_NAME.match(split):
-            raise ValueError(f"split name {split!r} must match {_SPLIT_NAME.pattern}")
+        if not SPLIT_NAME.match(split):
+            raise ValueError(f"split name {split!r} must match {SPLIT_NAME.pattern}")
         counts = self._counts.setdefault(split, {"images": 0, "instances": 0})
         where = f"config {self.config!r}, split {split!r}, row {counts['images']}"
         try:
@@ -844,10 +680,10 @@ class ConfigWriter:
             category_names = list(feature.names)
         columns = dict(info.columns)
         if not columns:
-            from aims.schema import CONFIGS
+            from aims.schema import CONFIG_SCHEMAS
 
-            if self.config in CONFIGS:
-                columns = CONFIGS[self.config].units_text()
+            if self.config in CONFIG_SCHEMAS:
+                columns = CONFIG_SCHEMAS[self.config].units_text()
         stats = dict(info.channel_stats)
         if self._stats:
             stats = {c: {"mean": a.mean, "std": a.std} for c, a in self._stats.items() if a.count}
@@ -925,8 +761,8 @@ def write_config(
     if not rows_by_split:
         raise AimsError(f"config {info.config!r}: no splits given, nothing to write")
     for split in rows_by_split:
-        if not _SPLIT_NAME.match(split):
-            raise ValueError(f"split name {split!r} must match {_SPLIT_NAME.pattern}")
+        if not SPLIT_NAME.match(split):
+            raise ValueError(f"split name {split!r} must match {SPLIT_NAME.pattern}")
     with ConfigWriter(
         dataset_dir, info.config, features, max_shard_bytes=max_shard_bytes, compute_stats=compute_stats
     ) as writer:

@@ -18,7 +18,7 @@ import typer
 from aims.baselines.choices import ADAPTERS, DTYPES, RESIZE_MODES, STRATEGIES, WEIGHTS
 from aims.baselines.sam_loading import SIZES
 from aims.errors import AimsError
-from aims.modalities import MODALITIES
+from aims.modalities import MODALITY_STACKS
 from aims.predictions import FORMATS
 from aims.protocols import PROTOCOLS
 
@@ -40,7 +40,7 @@ Resize = _choice("Resize", RESIZE_MODES)
 Dtype = _choice("Dtype", DTYPES)
 Weights = _choice("Weights", WEIGHTS)
 Size = _choice("Size", SIZES)
-ModalityName = _choice("ModalityName", tuple(MODALITIES))
+ModalityName = _choice("ModalityName", tuple(MODALITY_STACKS))
 Protocol = _choice("Protocol", tuple(PROTOCOLS))
 Format = _choice("Format", FORMATS)
 Device = _choice("Device", DEVICES)

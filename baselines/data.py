@@ -25,8 +25,9 @@ import torch
 import torch.nn.functional as F
 
 from aims.baselines.choices import RESIZE_MODES
+from aims.decoders import to_array
 from aims.errors import AimsError
-from aims.modalities import MODALITIES, modality_tensor, to_array
+from aims.modalities import MODALITY_STACKS, modality_tensor
 
 
 
@@ -50,9 +51,9 @@ def modality_normalizer(modality: str, channel_stats: dict[str, dict[str, list[f
 
     if modality == "rgb":
         return Normalizer(tuple(m / 255 for m in SAM_PIXEL_MEAN), tuple(s / 255 for s in SAM_PIXEL_STD))
-    spec = MODALITIES.get(modality)
+    spec = MODALITY_STACKS.get(modality)
     if spec is None:
-        raise AimsError(f"unknown modality {modality!r}; known: {', '.join(MODALITIES)}")
+        raise AimsError(f"unknown modality {modality!r}; known: {', '.join(MODALITY_STACKS)}")
     if spec.combine is not None:  # computed channels (e.g. Stokes) have their own statistics
         stats = channel_stats.get(modality)
         if not stats:
@@ -176,9 +177,13 @@ def _config_dir(config: str, data_dir: str | Path | None) -> Path:
 
 
 def config_channel_stats(config: str, data_dir: str | Path | None) -> dict[str, Any]:
-    from aims.writer import ConfigInfo
+    """The config's channel statistics; registers the dataset's records on the way, so a
+    config prepared from a user's own record has its modality in this process."""
+    from aims.config_info import ConfigInfo
+    from aims.converters.registry import register_prepared_records
 
     path = _config_dir(config, data_dir)
+    register_prepared_records(path.parent)
     try:
         return ConfigInfo.load(path).channel_stats
     except FileNotFoundError:

@@ -276,13 +276,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     modality = cfg.modality or cfg.config
     probe = config_channel_stats(cfg.config, cfg.data_dir)
-    from aims.modalities import MODALITIES
+    from aims.modalities import MODALITY_STACKS
 
-    if modality not in MODALITIES:
-        raise AimsError(f"unknown modality {modality!r}; known: {', '.join(MODALITIES)}")
+    if modality not in MODALITY_STACKS:
+        raise AimsError(f"unknown modality {modality!r}; known: {', '.join(MODALITY_STACKS)}")
     del probe
     spec = ModelSpec(size=cfg.size, adapter=cfg.adapter, strategy=cfg.strategy,
-                     in_channels=MODALITIES[modality].channels,
+                     in_channels=MODALITY_STACKS[modality].channels,
                      checkpoint=None if cfg.checkpoint in (None, "none") else str(cfg.checkpoint))
     model = build_model(spec)
     accelerator.print(describe_parameters(model))
@@ -381,7 +381,7 @@ def lr_sweep(cfg: TrainConfig, lrs: tuple[float, ...] = LR_SWEEP) -> dict[str, A
 
 def check_run(run: Any, path: Path) -> dict[str, Any]:
     """A parsed run.json, checked key by key against what :func:`train` writes."""
-    from aims.modalities import MODALITIES
+    from aims.modalities import MODALITY_STACKS
 
     if not isinstance(run, dict) or not isinstance(run.get("spec"), dict) or not isinstance(run.get("train"), dict):
         raise _run_error(path, "expected a JSON object with 'spec' and 'train' objects")
@@ -399,8 +399,8 @@ def check_run(run: Any, path: Path) -> dict[str, Any]:
         raise _run_error(path, f"spec in_channels {channels!r:.60} is not a channel count (1 to 64)")
     if not isinstance(spec.get("checkpoint"), (str, type(None))):
         raise _run_error(path, "spec checkpoint must be a path or null")
-    if not (isinstance(run.get("modality"), str) and run["modality"] in MODALITIES):
-        raise _run_error(path, f"modality {run.get('modality')!r:.60} is not one of {', '.join(MODALITIES)}")
+    if not (isinstance(run.get("modality"), str) and run["modality"] in MODALITY_STACKS):
+        raise _run_error(path, f"modality {run.get('modality')!r:.60} is not one of {', '.join(MODALITY_STACKS)}")
     if not (isinstance(run["train"].get("resize"), str) and run["train"]["resize"] in RESIZE_MODES):
         raise _run_error(path, f"train resize must be one of {', '.join(RESIZE_MODES)}")
     return run

@@ -1,6 +1,6 @@
 """Benchmark: ``aims prepare`` throughput per source against its I/O floor, in the same run.
 
-For every source in ``aims.converters.registry.SOURCES`` whose converter can write a
+For every source in ``aims.converters.registry.SOURCE_CONFIGS`` whose converter can write a
 full-resolution miniature (``write_miniature(folder, full_resolution=True)``), plus the
 alternative inputs listed in :data:`EXTRA_INPUTS` (the SimCMF repacks), this script writes
 the miniature once and then times, alternately and ``--repeat`` times (best run kept):
@@ -8,15 +8,13 @@ the miniature once and then times, alternately and ``--repeat`` times (best run 
 * **prepare** — ``aims.prepare.prepare_source`` for all the source's configs, the real
   pipeline (decode, derived channels, instances, clicks, statistics, PNG encoding, parquet
   writing, card), with ``--workers`` processes;
-* **floor** — decoding the inputs plus encoding the outputs alone: the converter's own
-  stream is iterated (so every source file is read with the converter's decoders, in the
-  main process exactly as ``prepare`` does) and each sample's image columns and its
-  label/instance map are PNG-encoded with ``aims.imageio.encode_png`` in a process pool of
-  the **same size** (``--workers``), as ``prepare`` does. Derived channels (HHA) are not
-  part of the floor: they are computation, not I/O; sources that derive (nyuv2 ``hha``)
-  are also reported for their configs without derivation. A converter that defers its
-  decoding to ``derive`` (its stream yields samples without labels) has ``derive`` run in
-  the floor's workers, since that is where it reads its files.
+* **floor** — decoding the inputs plus encoding the outputs alone: the converter lists its
+  samples in the main process and a process pool of the **same size** (``--workers``)
+  loads each one with the converter's own ``load`` (every source file read with the
+  converter's decoders, where ``prepare`` reads it) and PNG-encodes its image columns and
+  its label/instance map with ``aims.imageio.encode_png``. Derived channels (HHA,
+  ``derive``) are not part of the floor: they are computation, not I/O; sources that derive
+  (nyuv2 ``hha``) are also reported for their configs without derivation.
 
 Output: a table of source, images, prepare img/s, floor img/s and ratio (target ≤ 1.5×).
 
@@ -57,43 +55,27 @@ def _encodable(sample) -> list[np.ndarray]:
     return out
 
 
-def _deferred(sample) -> bool:
-    """A converter that yields neither labels nor images decodes in ``derive`` (in the
-    worker): its floor must run that decoding there too."""
-    return sample.semantic is None and sample.instance_map is None
-
-
-def _derive_encode(converter, configs, sample) -> int:
-    return _encode_all(_encodable(converter.derive(sample, configs)))
-
-
-def _encode_sample(sample) -> int:
-    return _encode_all(_encodable(sample))
-
-
-def _floor_task(converter, configs, sample):
-    if _deferred(sample):
-        return _derive_encode, (converter, configs, sample)
-    return _encode_sample, (sample,)
+def _load_encode(converter, configs, ref) -> int:
+    """The floor's per-image work: read the sample (the converter's ``load``, no derived
+    channels) and encode what the pipeline would store."""
+    return _encode_all(_encodable(converter.load(ref, configs)))
 
 
 def floor_run(converter, configs, source: Path, workers: int) -> tuple[int, float]:
-    """Decode (the converter's stream) + encode (pool of ``workers``); returns (images, s)."""
+    """List (main process) + load and encode (pool of ``workers``); returns (images, s)."""
     start = time.perf_counter()
     n = 0
-    with converter.open(configs, source=source) as stream:
+    with converter.list_samples(configs, source=source) as listing:
         if workers <= 1:
-            for sample in stream:
-                fn, fargs = _floor_task(converter, configs, sample)
-                fn(*fargs)
+            for ref in listing.refs:
+                _load_encode(converter, configs, ref)
                 n += 1
         else:
             in_flight = max(2 * workers, 4)  # same bound as aims.prepare
             with ProcessPoolExecutor(max_workers=workers) as pool:
                 pending = []
-                for sample in stream:
-                    fn, fargs = _floor_task(converter, configs, sample)
-                    pending.append(pool.submit(fn, *fargs))
+                for ref in listing.refs:
+                    pending.append(pool.submit(_load_encode, converter, configs, ref))
                     n += 1
                     if len(pending) >= in_flight:
                         pending.pop(0).result()
@@ -123,10 +105,10 @@ def _writer(spec: str) -> Callable[..., Path]:
 
 def cases(only: set[str] | None) -> list[tuple[str, str, tuple[str, ...], Callable[..., Path]]]:
     """(label, source, configs, miniature writer) for every benchmarkable input."""
-    from aims.converters.registry import CONFIGS, SOURCES, converter
+    from aims.converters.registry import SOURCE_CONFIGS, converter
 
     out = []
-    for name in SOURCES:
+    for name in SOURCE_CONFIGS:
         try:
             conv = converter(name)
         except Exception as exc:  # a source whose optional backend is missing
@@ -135,11 +117,11 @@ def cases(only: set[str] | None) -> list[tuple[str, str, tuple[str, ...], Callab
         if "full_resolution" not in inspect.signature(conv.write_miniature).parameters:
             print(f"# {name}: write_miniature has no full_resolution; skipped", file=sys.stderr)
             continue
-        out.append((name, name, tuple(CONFIGS[name]), conv.write_miniature))
+        out.append((name, name, tuple(SOURCE_CONFIGS[name]), conv.write_miniature))
         if name == "nyuv2":  # HHA is derived (computation): also time depth alone
             out.append(("nyuv2 [depth]", name, ("depth",), conv.write_miniature))
     for label, (name, configs, spec) in EXTRA_INPUTS.items():
-        if name in SOURCES:
+        if name in SOURCE_CONFIGS:
             out.append((label, name, configs, _writer(spec)))
     return [c for c in out if only is None or c[0] in only or c[1] in only]
 

@@ -1,6 +1,8 @@
-"""Source converters: one module per public dataset.
+"""Source converters: for each public dataset a record, a converter and a miniature.
 
-Each module declares the files its source needs (URL and checksum, or manual-download
-instructions), detects the source layout, yields samples in the shared schema and can
-write a miniature copy of its exact source layout for tests and ``aims demo``.
+``<source>_record.py`` declares every fact about the dataset (a
+:class:`~aims.converters.record.SourceRecord`); ``<source>.py`` finds its files and reads one
+sample at a time (:class:`~aims.converters.base.SourceConverter`); ``<source>_miniature.py``
+writes a small copy of its exact release layout for tests and ``aims demo``. The built-in
+sources are listed, one line each, in :data:`aims.converters.registry.BUILTIN_SOURCES`.
 """

@@ -1,26 +1,57 @@
-"""What every source converter provides, and the sample it yields.
+"""What every source converter provides: two explicit steps around a declarative record.
 
-A converter knows one public dataset: the files it needs (with checksums or manual
-download instructions), how its layout is read, which benchmark configs it feeds, and how
-to write a miniature copy of its exact layout. It yields :class:`Sample` objects: arrays in
-memory, nothing encoded yet, so the pipeline (``aims.prepare``) owns instance splitting,
-encoding, statistics and writing for every source alike.
+A converter reads one public dataset. Its facts (files, classes, configs, columns …) are
+its :attr:`SourceConverter.record`; its code has two steps:
+
+1. :meth:`SourceConverter.list_samples` runs in the main process: it finds the source
+   (``--source``, the download cache, an archive), checks its layout and returns a
+   :class:`Listing` of light, picklable :class:`SampleRef` objects (ids, splits, paths),
+   plus what it found about the input for the card;
+2. :meth:`SourceConverter.load` runs in the pipeline's worker processes: it reads one
+   sample's files and returns a :class:`Sample` (arrays in memory, nothing encoded yet).
+   :meth:`SourceConverter.derive` then computes derived channels (HHA from depth) in the
+   same worker.
+
+A converter holds no state between runs: one instance serves every run and is sent to the
+workers as it is. A sample whose files cannot be read raises
+:class:`~aims.errors.UnreadableSample`; the pipeline (``aims.prepare``) catches it for
+every source alike, skips and counts the sample and names it in the card. The pipeline
+owns instance splitting, clicks, encoding, statistics and writing for every source.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from aims.converters.record import InstanceSource, SourceRecord
 
 Downloader = Callable[[str, Path], None]
 
 #: ``aims prepare --instances``: a release's own instance annotations where it ships them
 #: (connected components where it does not), or connected components always
 INSTANCE_MODES = ("release", "components")
+
+
+@dataclass(frozen=True)
+class SampleRef:
+    """A sample not read yet: what a worker needs to load it. Small and picklable; a
+    source adds the fields it needs in a subclass. ``files`` maps a role (``rgb``,
+    ``mask`` …) to a path; the first one names the sample in messages."""
+
+    image_id: str
+    split: str  # the source's official split: "train" or "test"
+    files: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def where(self) -> str:
+        """The file that names this sample in the summary and the card."""
+        return next(iter(self.files.values()), self.image_id)
 
 
 @dataclass
@@ -31,29 +62,11 @@ class Sample:
     split: str  # the source's official split: "train" or "test"
     images: dict[str, np.ndarray]  # column name -> array, stored losslessly by the writer
     semantic: np.ndarray | None = None  # (H, W) class map -> connected-component instances
-    instance_map: np.ndarray | None = None  # (H, W) instance ids as a repack gives them
+    instance_map: np.ndarray | None = None  # (H, W) instance ids as a release or repack gives them
     instance_category: dict[int, int] | None = None  # instance id -> class, for instance_map
-
-
-@dataclass(frozen=True)
-class ConfigDescription:
-    """The card text of one config that only the source knows."""
-
-    config: str
-    description: str
-    columns: dict[str, str]  # modality column -> units / encoding, for the card
-    notes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class SourceInfo:
-    """Provenance of a source for the dataset card."""
-
-    name: str
-    homepage: str
-    license: str
-    citation: str
-    notes: tuple[str, ...] = field(default_factory=tuple)
+    #: what loading noticed that the card reports (e.g. a colour NIR converted to grey);
+    #: handed back to :meth:`SourceConverter.observe` in the main process
+    facts: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -66,30 +79,27 @@ class Skipped:
     reason: str
 
 
-class SampleStream(ABC):
-    """An opened source: iterable once, with a length for progress bars.
+@dataclass
+class Listing:
+    """What :meth:`SourceConverter.list_samples` found: the samples to load, in source
+    order, the class names, where each official split's instances come from, samples
+    known to be bad before loading (e.g. ids the authors mark as broken), and — filled by
+    the pipeline — the ``facts`` of every loaded sample. A source adds what its card notes
+    need in a subclass. Use it as a context manager (some sources hold a file open)."""
 
-    A stream that skips a sample (a known-broken id, an unreadable file the source is
-    known to contain) appends a :class:`Skipped` to ``self.skipped`` instead of yielding
-    it; ``len()`` counts the samples the stream intends to look at."""
+    refs: list[SampleRef]
+    category_names: list[str]
+    instance_sources: dict[str, InstanceSource]
+    skipped: list[Skipped] = field(default_factory=list)
+    facts: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
-    skipped: list[Skipped]
+    def __len__(self) -> int:
+        return len(self.refs)
 
-    def __new__(cls, *args: object, **kwargs: object) -> "SampleStream":
-        self = super().__new__(cls)
-        self.skipped = []
-        return self
+    def close(self) -> None:
+        """Release files held open while listing (none by default)."""
 
-    @abstractmethod
-    def __len__(self) -> int: ...
-
-    @abstractmethod
-    def __iter__(self) -> Iterator[Sample]: ...
-
-    def close(self) -> None:  # pragma: no cover - trivial default
-        """Release open files; streams over HDF5 files hold a handle."""
-
-    def __enter__(self) -> "SampleStream":
+    def __enter__(self) -> Listing:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -97,43 +107,64 @@ class SampleStream(ABC):
 
 
 class SourceConverter(ABC):
-    """Base class of the per-source modules in ``aims.converters``."""
+    """Base class of the per-source modules in ``aims.converters``; each module exposes
+    one instance as ``CONVERTER``."""
 
-    #: short name, also the download cache folder
-    name: str
-    #: benchmark configs this source feeds
-    configs: tuple[str, ...]
-    #: provenance for the card
-    info: SourceInfo
-    #: semantic labels that never become instances
-    ignore_labels: tuple[int, ...] = (0, 255)
-    #: pixel connectivity of instances
-    connectivity: int = 8
+    #: the source's declarative record (set by every subclass)
+    record: SourceRecord
 
-    @abstractmethod
-    def category_names(self, configs: Sequence[str]) -> list[str]:
-        """Names of the semantic classes, index = class id."""
+    @property
+    def name(self) -> str:
+        """Short name of the source, also its download cache folder."""
+        return self.record.name
 
-    @abstractmethod
-    def describe(self, config: str) -> ConfigDescription:
-        """Card text of one config."""
+    @property
+    def configs(self) -> tuple[str, ...]:
+        """The benchmark configs this source feeds."""
+        return self.record.config_names
 
     @abstractmethod
-    def open(
+    def list_samples(
         self,
         configs: Sequence[str],
         *,
-        source: Path | None = None,
+        source: Path | Sequence[Path] | None = None,
         downloader: Downloader | None = None,
-    ) -> SampleStream:
-        """Fetch (or take ``source``), verify, and return the samples of ``configs``."""
+        instances: str = "release",
+    ) -> Listing:
+        """Fetch (or take ``source``), verify the layout, and list the samples of
+        ``configs``. Runs in the main process; raises :class:`~aims.errors.AimsError` for
+        anything wrong with the source as a whole."""
+
+    @abstractmethod
+    def load(self, ref: SampleRef, configs: Sequence[str]) -> Sample:
+        """Read one sample. Runs in a worker process; raises
+        :class:`~aims.errors.UnreadableSample` when this sample's files cannot be read."""
 
     def derive(self, sample: Sample, configs: Sequence[str]) -> Sample:
-        """Compute derived channels (e.g. HHA from depth). Runs in a worker process, so
-        expensive per-image work belongs here rather than in the stream."""
+        """Compute derived channels (e.g. HHA from depth) in the worker, after :meth:`load`."""
         return sample
+
+    def observe(self, listing: Listing, image_id: str, facts: Mapping[str, Any]) -> None:
+        """Take note of a loaded sample's facts, in the main process and in source order.
+        A source whose samples must agree with each other (e.g. one depth unit) checks
+        that here and raises :class:`~aims.errors.SourceFormatError` when they do not."""
+        if facts:
+            listing.facts.append((image_id, dict(facts)))
+
+    def notes(self, config: str, listing: Listing) -> list[str]:
+        """Card notes that depend on the input found (which layout, which instance
+        source, what loading noticed); the record's own notes are added by the pipeline."""
+        return []
 
     @abstractmethod
     def write_miniature(self, folder: Path, *, seed: int = 0) -> Path:
         """Write a small copy of this source's exact release layout into ``folder`` and
         return the path to pass as ``--source``."""
+
+    def read_samples(self, configs: Sequence[str], **kwargs: Any) -> tuple[list[Sample], Listing]:
+        """List and load every sample in this process, without the pipeline (tests,
+        notebooks): unreadable samples raise. The listing is closed."""
+        with self.list_samples(configs, **kwargs) as listing:
+            samples = [self.derive(self.load(ref, configs), configs) for ref in listing.refs]
+        return samples, listing

@@ -42,6 +42,10 @@ of one id stay one instance. The repack gives no class names: every region has c
 ``convert('I')`` reads a palette mask as the *luma of the palette colour*, masks where
 that groups pixels differently (two indices of equal luma, or background disagreeing)
 are counted and named in the card (release-evidence §1, "convert('I') on a palette").
+
+Listing (CSV rows, the content match) runs in the main process; each frame is read in a
+worker (:func:`read_frame`; nirscene1 members are read inside the zip there). The facts
+(files, classes, column units …) are in :mod:`aims.converters.ivrg_nir_record`.
 """
 
 from __future__ import annotations
@@ -52,34 +56,24 @@ import re
 import shlex
 import zipfile
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from aims.converters.base import (
-    ConfigDescription,
-    Downloader,
-    Sample,
-    SampleStream,
-    Skipped,
-    SourceConverter,
-    SourceInfo,
-)
-from aims.errors import AimsError, SourceFormatError
+from aims.converters.base import Downloader, Listing, Sample, SampleRef, SourceConverter
+from aims.converters.ivrg_nir_record import NIRSCENE_ZIP, RECORD, REPACK_FOLDER
+from aims.converters.locate import extract_archive, find_folder, open_image, read_pixels
+from aims.errors import AimsError, SourceFormatError, UnreadableSample
 
 #: the nine scene categories of nirscene1, folder names as released
 CATEGORIES = ("country", "field", "forest", "indoor", "mountain", "oldbuilding", "street",
               "urban", "water")
 
 SPLIT_CSV = {"train": "IVRG-nir_train_GroundTruth.csv", "test": "IVRG-nir_test_GroundTruth.csv"}
-REPACK_FOLDER = "IVRG_RGBNIR"
 IMAGES_SUBFOLDER = "Outdoor_dataset"
-NIRSCENE_ZIP = "nirscene1.zip"
 NIRSCENE_DIR = "nirscene1"
-NIRSCENE_URL = "https://ivrlwww.epfl.ch/supplementary_material/cvpr11/nirscene1.zip"
-SIMCMF_README = "https://github.com/mt-cly/SimCMF"
 
 CSV_ENCODING = "gbk"
 
@@ -97,58 +91,13 @@ THUMB_WIDTH = 64
 #: unmatched frames listed in a refusal (the rest are counted)
 MAX_LISTED = 20
 
-CITATION = """@inproceedings{brown2011multispectral,
-  title     = {Multi-spectral {SIFT} for Scene Category Recognition},
-  author    = {Brown, Matthew and S{\\\"u}sstrunk, Sabine},
-  booktitle = {IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
-  year      = {2011}
-}
-@article{lei2024simcmf,
-  title   = {{SimCMF}: A Simple Cross-modal Fine-tuning Strategy from Vision Foundation Models to Any Imaging Modality},
-  author  = {Lei, Chenyang and Chen, Liyi and Cen, Jun and Chen, Xiao and Lei, Zhen and Heide, Felix and Chen, Qifeng and Zhang, Zhaoxiang},
-  journal = {arXiv preprint arXiv:2411.18669},
-  year    = {2024}
-}"""
-
-
-def source_files() -> dict[str, object]:
-    """The repack (manual: OneDrive needs a browser) and, for reference, nirscene1 (never
-    fetched automatically: it may replace repack frames only after a content match)."""
-    from aims.fetch import SourceFile
-
-    return {
-        NIRSCENE_ZIP: SourceFile(name=NIRSCENE_ZIP, url=NIRSCENE_URL, known_hash=None),
-        REPACK_FOLDER: SourceFile(
-            name=REPACK_FOLDER,
-            url=None,
-            known_hash=None,
-            manual=(
-                f"the labels exist only in the SimCMF repack: open the OneDrive link in the "
-                f"README of {SIMCMF_README}, download the folder {REPACK_FOLDER} (about 1.0 GB; "
-                f"OneDrive delivers it as {REPACK_FOLDER}.zip) and extract it"
-            ),
-        ),
-    }
-
-
 # --------------------------------------------------------------------------- decoding
 
 
-class _Unreadable(Exception):
-    """A single sample's file is corrupt: the sample is skipped and counted."""
-
-
 def read_file_image(path: Path, what: str) -> np.ndarray:
-    """A repack image file's pixels as stored (:func:`aims.imageio.read_image`), or
-    :class:`_Unreadable` naming the file: one corrupt file skips one sample."""
-    from aims.imageio import read_image
-
-    try:
-        return read_image(path)
-    except FileNotFoundError:
-        raise _Unreadable(f"{path} does not exist ({what})") from None
-    except ValueError as exc:
-        raise _Unreadable(f"{path} cannot be decoded as {what} ({exc})") from None
+    """A repack image file's pixels as stored (:func:`aims.converters.locate.read_pixels`),
+    or :class:`UnreadableSample` naming the file: one corrupt file skips one sample."""
+    return read_pixels(path, what)
 
 
 def decode_tiff8(data: bytes, what: str, channels: int) -> np.ndarray:
@@ -162,13 +111,13 @@ def decode_tiff8(data: bytes, what: str, channels: int) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as img:
             bits = tuple(img.tag_v2.get(258, (8,))) if img.format == "TIFF" else ()
             if img.format != "TIFF" or img.mode != mode or set(bits) != {8}:
-                raise _Unreadable(
+                raise UnreadableSample(
                     f"{what} is a {img.format} {img.mode} image with {bits or '?'} bits per "
                     f"sample; nirscene1 has {channels}-channel 8-bit TIFFs here")
             img.load()
             return np.array(img)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise _Unreadable(f"{what} cannot be decoded ({exc})") from None
+        raise UnreadableSample(f"{what} cannot be decoded ({exc})") from None
 
 
 def nir_channel(arr: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -183,7 +132,7 @@ def nir_channel(arr: np.ndarray) -> tuple[np.ndarray, bool]:
         r, g, b = (arr[:, :, i].astype(np.uint32) for i in range(3))
         # Pillow's ITU-R 601-2 luma: L = (R*19595 + G*38470 + B*7471 + 0x8000) >> 16
         return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8), True
-    raise _Unreadable(f"expected an 8-bit NIR image, got {arr.dtype} {arr.shape}")
+    raise UnreadableSample(f"expected an 8-bit NIR image, got {arr.dtype} {arr.shape}")
 
 
 def read_repack_nir(path: Path) -> tuple[np.ndarray, bool]:
@@ -194,7 +143,7 @@ def read_repack_nir(path: Path) -> tuple[np.ndarray, bool]:
 def check_rgb8(arr: np.ndarray, what: str) -> np.ndarray:
     """Check an RGB image is 3-channel 8-bit: SimCMF concatenates it with the NIR channel."""
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
-        raise _Unreadable(f"{what}: expected 8-bit RGB, found {arr.dtype} {arr.shape}")
+        raise UnreadableSample(f"{what}: expected 8-bit RGB, found {arr.dtype} {arr.shape}")
     return arr
 
 
@@ -220,25 +169,17 @@ def palette_disagreement(indices: np.ndarray, luma: np.ndarray) -> str | None:
 def read_region_mask(path: Path) -> tuple[np.ndarray, str | None]:
     """A region-id mask as (H, W) uint16, plus how SimCMF's palette reading would differ
     (None when it would not, e.g. any grey mask)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            img.load()
-            mode = img.mode
-            arr = np.array(img)
-            luma = np.asarray(img.convert("I")) if mode == "P" else None
-    except FileNotFoundError:
-        raise _Unreadable(f"{path} does not exist (a region mask)") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise _Unreadable(f"{path} cannot be decoded as a region mask ({exc})") from None
+    with open_image(path, "a region mask") as img:
+        mode = img.mode
+        arr = np.array(img)
+        luma = np.asarray(img.convert("I")) if mode == "P" else None
     if mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L", "1"):
-        raise _Unreadable(f"{path} is a {mode} image; expected an integer region-id mask "
-                          "(PIL mode I, L, P or 16-bit grey)")
+        raise UnreadableSample(f"{path} is a {mode} image; expected an integer region-id mask "
+                               "(PIL mode I, L, P or 16-bit grey)", path=path)
     if arr.size and int(arr.min()) < 0:
-        raise _Unreadable(f"{path} holds negative region ids")
+        raise UnreadableSample(f"{path} holds negative region ids", path=path)
     if int(arr.max(initial=0)) > 65535:
-        raise _Unreadable(f"{path} holds region ids above 65535")
+        raise UnreadableSample(f"{path} holds region ids above 65535", path=path)
     conflict = palette_disagreement(arr, luma) if luma is not None else None
     return arr.astype(np.uint16), conflict
 
@@ -330,17 +271,13 @@ def read_split_csv(root: Path, split: str) -> list[RepackEntry]:
     return entries
 
 
+def _holds_csv(folder: Path) -> bool:
+    return (folder / SPLIT_CSV["train"]).is_file() or (folder / SPLIT_CSV["test"]).is_file()
+
+
 def find_repack_root(path: Path, depth: int = 2) -> Path | None:
     """The folder holding the repack's CSV files: ``path`` or a folder below it."""
-    if (path / SPLIT_CSV["train"]).is_file() or (path / SPLIT_CSV["test"]).is_file():
-        return path
-    if depth == 0 or not path.is_dir():
-        return None
-    for child in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        found = find_repack_root(child, depth - 1)
-        if found is not None:
-            return found
-    return None
+    return find_folder(path, _holds_csv, max_depth=depth, what="SimCMF IVRG_RGBNIR repacks")
 
 
 def image_id_of(nir_rel: str) -> str:
@@ -405,7 +342,7 @@ class NirScene:
                 return self._zip.read(name)
             return (self.path / name).read_bytes()
         except (zipfile.BadZipFile, OSError, zlib.error) as exc:
-            raise _Unreadable(f"{self.where(key, kind)} cannot be read ({exc})") from None
+            raise UnreadableSample(f"{self.where(key, kind)} cannot be read ({exc})") from None
 
     def read_nir(self, key: str) -> np.ndarray:
         """The pair's NIR as (H, W) uint8, exactly as stored."""
@@ -497,7 +434,7 @@ def index_scene(scene: NirScene) -> SceneIndex:
     for key in scene.pairs:
         try:
             nir = scene.read_nir(key)
-        except _Unreadable as exc:
+        except UnreadableSample as exc:
             index.unreadable.append(str(exc))
             continue
         index.keys.setdefault(nir.shape, []).append(key)
@@ -520,7 +457,7 @@ def _full_scores(nir: np.ndarray, keys: list[str], scene: NirScene) -> list[tupl
     for key in keys:
         try:
             scores.append((mean_abs_diff(nir, scene.read_nir(key)), key))
-        except _Unreadable:
+        except UnreadableSample:
             continue
     return sorted(scores)
 
@@ -556,7 +493,7 @@ def match_frame(nir: np.ndarray, index: SceneIndex, scene: NirScene) -> FrameMat
     return FrameMatch(best_key, "matched", best)
 
 
-def match_repack(plans: list["_Plan"], scene: NirScene) -> tuple[list[str], list[str]]:
+def match_repack(plans: list["FramePlan"], scene: NirScene) -> tuple[list[str], list[str]]:
     """Match every plan in place (``plan.key``/``plan.score``); return the failures as
     message lines and the unreadable nirscene1 files."""
     index = index_scene(scene)
@@ -564,7 +501,7 @@ def match_repack(plans: list["_Plan"], scene: NirScene) -> tuple[list[str], list
     for plan in plans:
         try:
             nir, _ = read_repack_nir(plan.entry.nir)
-        except _Unreadable:
+        except UnreadableSample:
             continue  # skipped and counted when loaded, like any corrupt file
         found = match_frame(nir, index, scene)
         if found.key is None:
@@ -595,18 +532,20 @@ def refusal(failures: list[str], unreadable: list[str], total: int, scene: NirSc
         path=scene.path)
 
 
-# --------------------------------------------------------------------------- the stream
+# --------------------------------------------------------------------------- the listing
 
 
 @dataclass
-class _Plan:
+class FramePlan:
+    """One repack frame, and the nirscene1 pair proven to be it (``key``), if any."""
+
     entry: RepackEntry
     image_id: str
     key: str | None = None  # nirscene1 pair proven to be this frame
     score: float | None = None
 
 
-def plan_samples(entries: list[RepackEntry]) -> list[_Plan]:
+def plan_samples(entries: list[RepackEntry]) -> list[FramePlan]:
     """One plan per CSV row; an id named twice (both splits, or twice in one) is refused."""
     plans, seen = [], {}
     for e in entries:
@@ -618,162 +557,109 @@ def plan_samples(entries: list[RepackEntry]) -> list[_Plan]:
                 f"the same image ({image_id}); a sample may appear in one split only.",
                 path=e.csv_path)
         seen[image_id] = e
-        plans.append(_Plan(e, image_id))
+        plans.append(FramePlan(e, image_id))
     return plans
 
 
-class _NirStream(SampleStream):
-    def __init__(self, plans: list[_Plan], scene: NirScene | None, root: Path) -> None:
-        self._scene = scene
-        self._plans = plans
-        self.root = root
-        self.converted_colour_nir = 0
-        self.palette_conflicts: list[str] = []
-        matched = [p for p in plans if p.key is not None]
-        self.tiff_frames = len(matched)
-        self.worst_score = max((p.score for p in matched), default=None)
-        self.unused_originals = len(scene.pairs) - len({p.key for p in matched}) if scene else 0
+@dataclass(frozen=True)
+class NirRef(SampleRef):
+    """One frame: the repack's files (``files``: nir, rgb, mask), and the nirscene1 pair
+    proven to be the same frame (``scene`` zip or folder and its two member names), if any."""
 
-    def __len__(self) -> int:
-        return len(self._plans)
+    scene: str = ""
+    scene_rgb: str = ""
+    scene_nir: str = ""
 
-    def __iter__(self) -> Iterator[Sample]:
-        for plan in self._plans:
-            try:
-                yield self._load(plan)
-            except _Unreadable as exc:
-                self.skipped.append(Skipped(plan.image_id, str(plan.entry.nir), str(exc)))
 
-    def _images(self, plan: _Plan) -> tuple[np.ndarray, np.ndarray, str, str]:
-        """(RGB, NIR, where each came from): the proven nirscene1 pair, else the repack."""
-        if plan.key is not None:
-            assert self._scene is not None
-            return (self._scene.read_rgb(plan.key), self._scene.read_nir(plan.key),
-                    self._scene.where(plan.key, "rgb"), self._scene.where(plan.key, "nir"))
-        e = plan.entry
-        rgb = check_rgb8(read_file_image(e.rgb, "an RGB JPEG"), str(e.rgb))
-        nir, converted = read_repack_nir(e.nir)
-        self.converted_colour_nir += converted
-        return rgb, nir, str(e.rgb), str(e.nir)
+@dataclass
+class NirListing(Listing):
+    """What listing found: the plans (with the proven nirscene1 matches) and nirscene1."""
 
-    def _load(self, plan: _Plan) -> Sample:
-        e = plan.entry
-        rgb, nir, rgb_what, nir_what = self._images(plan)
-        mask, conflict = read_region_mask(e.mask)
-        shapes = {"RGB": rgb.shape[:2], "NIR": nir.shape[:2], "mask": mask.shape[:2]}
-        if len(set(shapes.values())) != 1:
-            sizes = ", ".join(f"{k} {size_text(s)}" for k, s in shapes.items())
-            raise _Unreadable(
-                f"sizes differ ({sizes}: {rgb_what}, {nir_what}, {e.mask}); the mask must "
-                "have its image's size")
-        if conflict:
-            self.palette_conflicts.append(f"{plan.image_id} ({conflict})")
-        category = {int(i): 1 for i in np.unique(mask) if i != 0}
-        return Sample(image_id=plan.image_id, split=e.split, images={"rgb": rgb, "nir": nir},
-                      instance_map=mask, instance_category=category)
+    plans: list[FramePlan] = field(default_factory=list)
+    root: Path | None = None
+    scene: NirScene | None = None
+
+    @property
+    def tiff_frames(self) -> int:
+        return sum(p.key is not None for p in self.plans)
+
+    @property
+    def worst_score(self) -> float | None:
+        return max((p.score for p in self.plans if p.key is not None and p.score is not None), default=None)
+
+    @property
+    def unused_originals(self) -> int:
+        if self.scene is None:
+            return 0
+        return len(self.scene.pairs) - len({p.key for p in self.plans if p.key is not None})
 
     def close(self) -> None:
-        if self._scene is not None:
-            self._scene.close()
+        if self.scene is not None:
+            self.scene.close()
+
+
+def _ref(plan: FramePlan, scene: NirScene | None) -> NirRef:
+    e = plan.entry
+    files = {"nir": str(e.nir), "rgb": str(e.rgb), "mask": str(e.mask)}
+    if plan.key is None or scene is None:
+        return NirRef(plan.image_id, e.split, files)
+    pair = scene.pairs[plan.key]
+    return NirRef(plan.image_id, e.split, files, scene=str(scene.path), scene_rgb=pair["rgb"],
+                  scene_nir=pair["nir"])
+
+
+def _scene_member(scene: Path, member: str) -> bytes:
+    """One file of nirscene1, read inside the zip (never extracted) or from the folder."""
+    where = f"{scene}:{member}" if scene.is_file() else str(scene / member)
+    try:
+        if scene.is_file():
+            with zipfile.ZipFile(scene) as zf:
+                return zf.read(member)
+        return (scene / member).read_bytes()
+    except (zipfile.BadZipFile, OSError, KeyError, zlib.error) as exc:
+        raise UnreadableSample(f"{where} cannot be read ({exc})") from None
+
+
+def read_frame(ref: NirRef) -> Sample:
+    """RGB and NIR (the proven nirscene1 pair, else the repack's JPEGs) and the region
+    mask; ``facts`` say whether a colour NIR JPEG was converted and how SimCMF's palette
+    reading would differ."""
+    facts: dict[str, object] = {}
+    if ref.scene:
+        scene = Path(ref.scene)
+        where = (lambda m: f"{scene}:{m}") if scene.is_file() else (lambda m: str(scene / m))
+        rgb = decode_tiff8(_scene_member(scene, ref.scene_rgb), where(ref.scene_rgb), 3)
+        nir = decode_tiff8(_scene_member(scene, ref.scene_nir), where(ref.scene_nir), 1)
+        rgb_what, nir_what = where(ref.scene_rgb), where(ref.scene_nir)
+    else:
+        rgb = check_rgb8(read_file_image(Path(ref.files["rgb"]), "an RGB JPEG"), ref.files["rgb"])
+        nir, converted = read_repack_nir(Path(ref.files["nir"]))
+        if converted:
+            facts["nir_from_colour"] = True
+        rgb_what, nir_what = ref.files["rgb"], ref.files["nir"]
+    mask_path = Path(ref.files["mask"])
+    mask, conflict = read_region_mask(mask_path)
+    shapes = {"RGB": rgb.shape[:2], "NIR": nir.shape[:2], "mask": mask.shape[:2]}
+    if len(set(shapes.values())) != 1:
+        sizes = ", ".join(f"{k} {size_text(s)}" for k, s in shapes.items())
+        raise UnreadableSample(
+            f"sizes differ ({sizes}: {rgb_what}, {nir_what}, {mask_path}); the mask must "
+            "have its image's size", path=mask_path)
+    if conflict:
+        facts["palette_conflict"] = conflict
+    category = {int(i): 1 for i in np.unique(mask) if i != 0}
+    return Sample(image_id=ref.image_id, split=ref.split, images={"rgb": rgb, "nir": nir},
+                  instance_map=mask, instance_category=category, facts=facts)
 
 
 # --------------------------------------------------------------------------- converter
 
 
 class IVRGNIR(SourceConverter):
-    name = "ivrg_nir"
-    configs = ("nir",)
-    ignore_labels = (0,)
-    connectivity = 8
-    info = SourceInfo(
-        name="IVRG RGB-NIR images with SimCMF region labels",
-        homepage="https://www.epfl.ch/labs/ivrl/research/downloads/rgb-nir-scene-dataset/",
-        license="research use (EPFL IVRL); labels: SimCMF repack, terms unknown",
-        citation=CITATION,
-        notes=(
-            "Images and region-id masks: the SimCMF repack IVRG_RGBNIR (Outdoor_dataset/, "
-            "JPEG). Its frames most probably come from the outdoor part of the hand-segmented "
-            "RGB-NIR database of Salamati et al. (arXiv 1406.6147), from the same EPFL lab as "
-            "nirscene1 (Brown & Süsstrunk, CVPR 2011); that they are nirscene1 frames is not "
-            "proven. No class names are published, so every region is class 1 `region`.",
-        ),
-    )
+    record = RECORD
 
-    def __init__(self) -> None:
-        self._stream: _NirStream | None = None
-
-    def __getstate__(self) -> dict:
-        # the pipeline sends the converter to worker processes with every sample: the
-        # open stream (a zip handle, the sample plan) stays in this process
-        return {k: v for k, v in self.__dict__.items() if k != "_stream"}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._stream = None
-
-    def category_names(self, configs: Sequence[str] = ()) -> list[str]:
-        return ["background", "region"]
-
-    def _images_note(self) -> str:
-        s = self._stream
-        if s is None or s.tiff_frames == 0:
-            return ("Images: the SimCMF repack's JPEG files (lossy), exactly the pixels "
-                    "SimCMF trained and scored on; the region labels are defined on them. "
-                    "nirscene1 TIFFs replace a frame only when given and proven to be the same "
-                    "frame by content (same size, mean absolute NIR difference ≤ "
-                    f"{MATCH_MAD:g} grey levels, unique).")
-        text = (f"Images: the original lossless 8-bit TIFFs of {s._scene.path.name} "
-                f"(nirscene1) for all {s.tiff_frames} frames, each proven to be its repack "
-                f"frame by content: same size, mean absolute NIR difference to the repack JPEG "
-                f"≤ {MATCH_MAD:g} grey levels (worst {s.worst_score:.2f}), no second candidate "
-                f"within {SEPARATION:g}×. The repack's JPEGs were not used as images.")
-        if s.unused_originals:
-            text += f" {s.unused_originals} nirscene1 pairs match no repack frame and are not included."
-        return text
-
-    def _palette_note(self) -> str | None:
-        s = self._stream
-        if s is None or not s.palette_conflicts:
-            return None
-        n = len(s.palette_conflicts)
-        shown = "; ".join(s.palette_conflicts[:MAX_LISTED])
-        more = f" and {n - MAX_LISTED} more" if n > MAX_LISTED else ""
-        return (f"{n} palette mask(s) are grouped differently by "
-                f"SimCMF, which reads masks with Pillow convert('I') (the palette colour's "
-                f"luma, not the index); AIMS keeps the palette indices as region ids: {shown}{more}.")
-
-    def describe(self, config: str) -> ConfigDescription:
-        if config != "nir":
-            raise KeyError(config)
-        s = self._stream
-        notes = [
-            "Instances: every region id of the repack's masks is one instance, as given "
-            "(disconnected parts of one id are not split); 0 = background. Class names are "
-            "not published, so every instance has category 1 (`region`).",
-            "SimCMF evaluates regions of more than 1000 px after warping to 1024×1024 "
-            "(protocol `simcmf`); protocol `aims` uses the shared ≥ 100 px rule.",
-            self._images_note(),
-        ]
-        if s is not None and s.converted_colour_nir:
-            notes.append(f"{s.converted_colour_nir} NIR JPEG(s) were stored as 3-channel "
-                         "colour and were converted to grey with Pillow's convert('L'), as "
-                         "the reference loader does.")
-        palette = self._palette_note()
-        if palette:
-            notes.append(palette)
-        return ConfigDescription(
-            config="nir",
-            description="IVRG-NIR: near-infrared scenes with registered RGB and region masks.",
-            columns={
-                "rgb": "registered RGB, 8-bit PNG",
-                "nir": "near-infrared intensity as recorded, 8-bit greyscale PNG; "
-                       "tensor = value / 255",
-            },
-            notes=tuple(notes),
-        )
-
-    def open(self, configs: Sequence[str], *, source: Path | Sequence[Path] | None = None,
-             downloader: Downloader | None = None) -> SampleStream:
+    def list_samples(self, configs: Sequence[str], *, source: Path | Sequence[Path] | None = None,
+                     downloader: Downloader | None = None, instances: str = "release") -> NirListing:
         repack, scene_path = self._locate(source)
         plans = plan_samples([e for split in ("train", "test") for e in read_split_csv(repack, split)])
         scene = NirScene(scene_path) if scene_path is not None else None
@@ -782,14 +668,37 @@ class IVRGNIR(SourceConverter):
                 failures, unreadable = match_repack(plans, scene)
                 if failures:
                     raise refusal(failures, unreadable, len(plans), scene, repack)
-            self._stream = _NirStream(plans, scene, repack)
         except BaseException:
             if scene is not None:
                 scene.close()
             raise
-        return self._stream
+        return NirListing(refs=[_ref(p, scene) for p in plans], category_names=list(RECORD.classes),
+                          instance_sources={s: RECORD.instances for s in ("train", "test")},
+                          plans=plans, root=repack, scene=scene)
 
-    def _locate(self, source) -> tuple[Path, Path | None]:
+    def load(self, ref: SampleRef, configs: Sequence[str]) -> Sample:
+        assert isinstance(ref, NirRef)
+        return read_frame(ref)
+
+    def notes(self, config: str, listing: Listing) -> list[str]:
+        assert isinstance(listing, NirListing)
+        notes = [_images_note(listing)]
+        converted = sum(1 for _, facts in listing.facts if facts.get("nir_from_colour"))
+        if converted:
+            notes.append(f"{converted} NIR JPEG(s) were stored as 3-channel colour and were "
+                         "converted to grey with Pillow's convert('L'), as the reference loader does.")
+        conflicts = [f"{image_id} ({facts['palette_conflict']})" for image_id, facts in listing.facts
+                     if facts.get("palette_conflict")]
+        if conflicts:
+            n = len(conflicts)
+            shown = "; ".join(conflicts[:MAX_LISTED])
+            more = f" and {n - MAX_LISTED} more" if n > MAX_LISTED else ""
+            notes.append(f"{n} palette mask(s) are grouped differently by "
+                         f"SimCMF, which reads masks with Pillow convert('I') (the palette colour's "
+                         f"luma, not the index); AIMS keeps the palette indices as region ids: {shown}{more}.")
+        return notes
+
+    def _locate(self, source: Path | Sequence[Path] | None) -> tuple[Path, Path | None]:
         """(repack root, nirscene1 zip/folder or None) from whatever the user passed."""
         from aims.paths import downloads_dir
 
@@ -825,17 +734,12 @@ class IVRGNIR(SourceConverter):
         return repack, scene
 
     def _extract_repack_zip(self, archive: Path) -> Path:
-        from aims.extract import safe_extract
-        from aims.paths import downloads_dir
-
         with zipfile.ZipFile(archive) as zf:
             if not any(n.endswith(SPLIT_CSV["train"]) for n in zf.namelist()):
                 raise AimsError(
                     f"{archive} is a zip archive without {SPLIT_CSV['train']}; it is not the "
                     f"SimCMF {REPACK_FOLDER} repack (nor {NIRSCENE_ZIP}).", path=archive)
-        target = downloads_dir(self.name) / f"{archive.stem}.extracted"
-        safe_extract(archive, target)
-        return target
+        return extract_archive(archive, self.name, folder=f"{archive.stem}.extracted", progress=False)
 
     def _from_cache(self, cache: Path) -> tuple[Path, Path | None]:
         """The repack from the download cache; nirscene1 only if already there (it is not
@@ -844,7 +748,7 @@ class IVRGNIR(SourceConverter):
         if root is None and (cache / f"{REPACK_FOLDER}.zip").is_file():
             root = find_repack_root(self._extract_repack_zip(cache / f"{REPACK_FOLDER}.zip"))
         if root is None:
-            spec = source_files()[REPACK_FOLDER]
+            spec = RECORD.file(REPACK_FOLDER)
             raise AimsError(
                 f"{REPACK_FOLDER!r} must be downloaded by hand (OneDrive needs a browser): "
                 f"{spec.manual}. Put the folder at {cache / REPACK_FOLDER} (or the zip at "
@@ -861,6 +765,23 @@ class IVRGNIR(SourceConverter):
 
         return write_miniature(folder, seed=seed, full_resolution=full_resolution,
                                num_images=num_images, with_nirscene=with_nirscene)
+
+
+def _images_note(listing: NirListing) -> str:
+    if listing.scene is None or listing.tiff_frames == 0:
+        return ("Images: the SimCMF repack's JPEG files (lossy), exactly the pixels "
+                "SimCMF trained and scored on; the region labels are defined on them. "
+                "nirscene1 TIFFs replace a frame only when given and proven to be the same "
+                "frame by content (same size, mean absolute NIR difference ≤ "
+                f"{MATCH_MAD:g} grey levels, unique).")
+    text = (f"Images: the original lossless 8-bit TIFFs of {listing.scene.path.name} "
+            f"(nirscene1) for all {listing.tiff_frames} frames, each proven to be its repack "
+            f"frame by content: same size, mean absolute NIR difference to the repack JPEG "
+            f"≤ {MATCH_MAD:g} grey levels (worst {listing.worst_score:.2f}), no second candidate "
+            f"within {SEPARATION:g}×. The repack's JPEGs were not used as images.")
+    if listing.unused_originals:
+        text += f" {listing.unused_originals} nirscene1 pairs match no repack frame and are not included."
+    return text
 
 
 CONVERTER = IVRGNIR()

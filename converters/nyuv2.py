@@ -11,32 +11,36 @@ finer than the sensor's noise and 65.5 m is far beyond its range). HHA is comput
 from the same filled depth with :func:`aims.hha.compute_hha`, the colour camera's
 intrinsics, and the missing-mask taken from that depth, exactly as the reference MATLAB
 code is run on NYUv2.
+
+Listing reads the split and class-mapping files and validates the .mat in the main process;
+each worker opens the .mat itself (one read-only handle per process) and reads its frames
+(:meth:`NYUv2.load`), then computes HHA (:meth:`NYUv2.derive`). A frame that cannot be read
+is skipped and counted. The SimCMF repack ``NYUDepthv2/`` is read by
+:mod:`aims.converters.nyuv2_repack`; the facts (files, classes, column units …) are in
+:mod:`aims.converters.nyuv2_record`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import functools
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from aims.errors import AimsError, SourceFormatError
-from aims.converters.base import (
-    ConfigDescription,
-    Downloader,
-    Sample,
-    SampleStream,
-    SourceConverter,
-    SourceInfo,
-)
+from aims.converters.base import Downloader, Listing, Sample, SampleRef, SourceConverter
+from aims.converters.locate import fetch_declared
+from aims.converters.nyuv2_record import CLASS_MAPPING_MAT, LABELED_MAT, NYU40_CLASS_NAMES, RECORD, SPLITS_MAT
+from aims.errors import AimsError, SourceFormatError, UnreadableSample
 
-LABELED_MAT = "nyu_depth_v2_labeled.mat"
-SPLITS_MAT = "splits.mat"
-CLASS_MAPPING_MAT = "classMapping40.mat"
+#: the image key under which load() hands the metric depth to derive() (HHA), never stored
+DEPTH_METRES_KEY = "depth_metres"
 
-_META_URL = "https://github.com/ankurhanda/nyuv2-meta-data/raw/master/"
-
-_DEPTH_METRES = "_depth_metres"
+__all__ = ["CLASS_MAPPING_MAT", "CONVERTER", "LABELED_MAT", "NYU40_CLASS_NAMES", "SPLITS_MAT", "LabeledMat",
+           "NYUv2", "depth_to_millimetres", "read_class_mapping", "read_splits"]
 
 #: frame size of every labelled NYUv2 image (rows, columns)
 FRAME_SHAPE = (480, 640)
@@ -47,60 +51,6 @@ _REQUIRED_KEYS: dict[str, tuple[str, tuple[int, ...]]] = {
     "depths": ("float32", (640, 480)),
     "labels": ("uint16", (640, 480)),
 }
-
-#: the standard 40 NYUv2 class names (Gupta et al. 2013), used by the miniature
-NYU40_CLASS_NAMES = (
-    "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window",
-    "bookshelf", "picture", "counter", "blinds", "desk", "shelves", "curtain", "dresser",
-    "pillow", "mirror", "floor mat", "clothes", "ceiling", "books", "refridgerator",
-    "television", "paper", "towel", "shower curtain", "box", "whiteboard", "person",
-    "night stand", "toilet", "sink", "lamp", "bathtub", "bag", "otherstructure",
-    "otherfurniture", "otherprop",
-)  # fmt: skip
-
-CITATION = """@inproceedings{silberman2012indoor,
-  title     = {Indoor Segmentation and Support Inference from {RGBD} Images},
-  author    = {Silberman, Nathan and Hoiem, Derek and Kohli, Pushmeet and Fergus, Rob},
-  booktitle = {European Conference on Computer Vision (ECCV)},
-  year      = {2012}
-}
-@inproceedings{gupta2013perceptual,
-  title     = {Perceptual Organization and Recognition of Indoor Scenes from {RGB-D} Images},
-  author    = {Gupta, Saurabh and Arbel{\\'a}ez, Pablo and Malik, Jitendra},
-  booktitle = {IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
-  year      = {2013}
-}
-@inproceedings{gupta2014learning,
-  title     = {Learning Rich Features from {RGB-D} Images for Object Detection and Segmentation},
-  author    = {Gupta, Saurabh and Girshick, Ross and Arbel{\\'a}ez, Pablo and Malik, Jitendra},
-  booktitle = {European Conference on Computer Vision (ECCV)},
-  year      = {2014}
-}"""
-
-
-def source_files():
-    """The three files of the source, with their pinned checksums."""
-    from aims.fetch import SourceFile
-
-    return {
-        LABELED_MAT: SourceFile(
-            name=LABELED_MAT,
-            url="http://horatio.cs.nyu.edu/mit/silberman/nyu_depth_v2/nyu_depth_v2_labeled.mat",
-            known_hash="md5:520609c519fba3ba5ac58c8fefcc3530",
-            size=2_972_037_809,
-        ),
-        SPLITS_MAT: SourceFile(
-            name=SPLITS_MAT,
-            url=_META_URL + SPLITS_MAT,
-            known_hash="sha256:6e081404491a8bfba2f066beaa9713ef6046f9007aa5f799f2a350506a580cee",
-        ),
-        CLASS_MAPPING_MAT: SourceFile(
-            name=CLASS_MAPPING_MAT,
-            url=_META_URL + CLASS_MAPPING_MAT,
-            known_hash="sha256:ff177194cce9a2163517f1e1e6f1c64c50987162f542dedddc04bbf6ebe6d851",
-        ),
-    }
-
 
 # --------------------------------------------------------------------------- reading
 
@@ -222,7 +172,7 @@ class LabeledMat:
             depth = np.ascontiguousarray(self._file["depths"][index].T)
             labels = np.ascontiguousarray(self._file["labels"][index].T)
         except (OSError, ValueError, KeyError) as exc:
-            raise SourceFormatError(
+            raise UnreadableSample(
                 f"{self.path}: frame {index + 1} cannot be read ({exc}); the file is "
                 "truncated or corrupt. Delete it and run `aims prepare` again.",
                 path=self.path,
@@ -242,158 +192,164 @@ def depth_to_millimetres(depth_m: np.ndarray) -> np.ndarray:
     return np.clip(np.nan_to_num(mm, nan=0.0), 0, 65535).astype(np.uint16)
 
 
-class _NYUv2Stream(SampleStream):
-    def __init__(self, mat: LabeledMat, train: np.ndarray, test: np.ndarray, lut: np.ndarray,
-                 configs: Sequence[str]) -> None:
-        self._mat = mat
-        self._lut = lut
-        self._configs = tuple(configs)
-        order = [(int(i), "train") for i in train] + [(int(i), "test") for i in test]
-        bad = [i for i, _ in order if not 1 <= i <= mat.num_frames]
-        if bad:
+# --------------------------------------------------------------------------- per-process file handles
+
+#: path -> (process id, open .mat): each worker process opens the .mat once for itself;
+#: a handle inherited from the parent through fork is never used
+_open_mats: dict[str, tuple[int, LabeledMat]] = {}
+
+
+def _labeled_mat(path: str) -> LabeledMat:
+    cached = _open_mats.get(path)
+    if cached is None or cached[0] != os.getpid():
+        _open_mats[path] = (os.getpid(), LabeledMat(Path(path)))
+    return _open_mats[path][1]
+
+
+def close_open_files() -> None:
+    """Close the .mat handles this process opened."""
+    for path, (pid, mat) in list(_open_mats.items()):
+        if pid == os.getpid():
             mat.close()
-            raise SourceFormatError(
-                f"the split file names frame {bad[0]} but {mat.path} holds "
-                f"{mat.num_frames} frames; the split file and the labeled .mat do not belong "
-                "together.",
-                path=mat.path,
-            )
-        self._order = sorted(order)
+        del _open_mats[path]
 
-    def __len__(self) -> int:
-        return len(self._order)
 
-    def __iter__(self) -> Iterator[Sample]:
-        for index, split in self._order:
-            rgb, depth_m, raw_labels = self._mat.frame(index - 1)
-            if raw_labels.max(initial=0) >= self._lut.size:
-                raise SourceFormatError(
-                    f"{self._mat.path}: frame {index} has label {int(raw_labels.max())}, "
-                    f"beyond the {self._lut.size - 1} classes of the class mapping.",
-                    path=self._mat.path,
-                )
-            images: dict[str, np.ndarray] = {"rgb": rgb}
-            if "depth" in self._configs:
-                images["depth"] = depth_to_millimetres(depth_m)
-            if "hha" in self._configs:
-                images[_DEPTH_METRES] = depth_m  # HHA is derived from it in a worker
-            yield Sample(
-                image_id=f"{index:04d}",
-                split=split,
-                images=images,
-                semantic=self._lut[raw_labels],
-            )
+@functools.lru_cache(maxsize=4)
+def _class_mapping(path: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    lut, names = read_class_mapping(Path(path))
+    return lut, tuple(names)
+
+
+# --------------------------------------------------------------------------- listing
+
+
+@dataclass(frozen=True)
+class FrameRef(SampleRef):
+    """One labelled frame of the .mat (``frame``: 0-based index); ``files`` holds the
+    .mat and the class mapping."""
+
+    frame: int = 0
+
+
+@dataclass
+class NYUv2Listing(Listing):
+    """What was found: the release files, or the SimCMF repack (its folder name and
+    whether it numbers frames from 0)."""
+
+    repack_root: str = ""
+    zero_based: bool = False
 
     def close(self) -> None:
-        self._mat.close()
+        close_open_files()
+
+
+def _frame_refs(paths: Mapping[str, Path]) -> tuple[list[FrameRef], list[str]]:
+    train, test = read_splits(paths[SPLITS_MAT])
+    _, names = _class_mapping(str(paths[CLASS_MAPPING_MAT]))
+    mat = LabeledMat(paths[LABELED_MAT])
+    num_frames = mat.num_frames
+    mat.close()
+    order = sorted([(int(i), "train") for i in train] + [(int(i), "test") for i in test])
+    bad = [i for i, _ in order if not 1 <= i <= num_frames]
+    if bad:
+        raise SourceFormatError(
+            f"the split file names frame {bad[0]} but {paths[LABELED_MAT]} holds "
+            f"{num_frames} frames; the split file and the labeled .mat do not belong "
+            "together.",
+            path=paths[LABELED_MAT],
+        )
+    files = {"mat": str(paths[LABELED_MAT]), "class_mapping": str(paths[CLASS_MAPPING_MAT])}
+    refs = [FrameRef(image_id=f"{index:04d}", split=split, files=files, frame=index - 1)
+            for index, split in order]
+    return refs, ["void", *names]
+
+
+def read_frame(ref: FrameRef, configs: Sequence[str]) -> Sample:
+    """One frame of the .mat: RGB, depth in mm (``depth``), metric depth for HHA
+    (``hha``) and the 40-class labels."""
+    mat = _labeled_mat(ref.files["mat"])
+    lut, _ = _class_mapping(ref.files["class_mapping"])
+    rgb, depth_m, raw_labels = mat.frame(ref.frame)
+    if raw_labels.max(initial=0) >= lut.size:
+        raise SourceFormatError(
+            f"{mat.path}: frame {ref.frame + 1} has label {int(raw_labels.max())}, "
+            f"beyond the {lut.size - 1} classes of the class mapping.",
+            path=mat.path,
+        )
+    images: dict[str, np.ndarray] = {"rgb": rgb}
+    if "depth" in configs:
+        images["depth"] = depth_to_millimetres(depth_m)
+    if "hha" in configs:
+        images[DEPTH_METRES_KEY] = depth_m  # HHA is derived from it in derive()
+    return Sample(image_id=ref.image_id, split=ref.split, images=images, semantic=lut[raw_labels])
+
+
+# --------------------------------------------------------------------------- converter
 
 
 class NYUv2(SourceConverter):
-    name = "nyuv2"
-    configs = ("depth", "hha")
-    ignore_labels = (0,)
-    connectivity = 8
-    info = SourceInfo(
-        name="NYU Depth Dataset V2 (labeled subset)",
-        homepage="https://cs.nyu.edu/~fergus/datasets/nyu_depth_v2.html",
-        license="unknown",
-        citation=CITATION,
-        notes=(
-            "NYU Depth V2 is distributed for research use without a stated licence.",
-            "1449 densely labelled Kinect frames; official 795 train / 654 test split "
-            "(splits.mat); 894 raw classes mapped to the standard 40 (classMapping40.mat).",
-        ),
-    )
+    record = RECORD
 
-    def __init__(self) -> None:
-        self._names: list[str] | None = None
-        self._repack = None  # RepackReport when --source is the SimCMF NYUDepthv2 repack
+    def list_samples(self, configs: Sequence[str], *, source: Path | None = None,
+                     downloader: Downloader | None = None, instances: str = "release") -> NYUv2Listing:
+        if source is not None:
+            # the SimCMF repack (NYUDepthv2/ with RGB, Depth, HHA, Mask_gt, train.txt) is
+            # recognised by its layout, so users pass whichever copy they have
+            from aims.converters.nyuv2_repack import REPACK_INSTANCES, find_repack, list_repack
 
-    def category_names(self, configs: Sequence[str] = ()) -> list[str]:
-        return ["void", *(self._names or NYU40_CLASS_NAMES)]
+            root = find_repack(Path(source))
+            if root is not None:
+                refs, zero_based = list_repack(root, configs)
+                return NYUv2Listing(refs=list(refs), category_names=list(RECORD.classes),
+                                    instance_sources={s: REPACK_INSTANCES for s in ("train", "test")},
+                                    repack_root=root.name, zero_based=zero_based)
+        refs, names = _frame_refs(self._locate(source, downloader))
+        return NYUv2Listing(refs=list(refs), category_names=names,
+                            instance_sources={s: RECORD.instances for s in ("train", "test")})
 
-    def describe(self, config: str) -> ConfigDescription:
-        desc = self._describe_release(config)
-        if self._repack is None:
-            return desc
-        from dataclasses import replace
+    def load(self, ref: SampleRef, configs: Sequence[str]) -> Sample:
+        if isinstance(ref, FrameRef):
+            return read_frame(ref, configs)
+        from aims.converters.nyuv2_repack import read_repack_frame
 
-        from aims.converters.nyuv2_repack import describe_notes
-
-        columns = dict(desc.columns)
-        columns["rgb"] = "registered RGB (the repack's JPEG, decoded), 8-bit PNG"
-        if config == "hha":
-            columns["hha"] = "HHA as the repack gives it (JPEG, decoded), 8-bit RGB PNG: R = disparity, G = height, B = angle"
-        return replace(desc, columns=columns, notes=describe_notes(config, self._repack))
-
-    def _describe_release(self, config: str) -> ConfigDescription:
-        if config == "depth":
-            return ConfigDescription(
-                config="depth",
-                description="NYUv2 depth: filled Kinect depth with the registered RGB frame.",
-                columns={
-                    "rgb": "registered RGB, 8-bit PNG",
-                    "depth": "filled depth (the release's `depths`), 16-bit PNG in millimetres; 0 = no value",
-                },
-            )
-        if config == "hha":
-            return ConfigDescription(
-                config="hha",
-                description="NYUv2 HHA: horizontal disparity, height above ground, angle with gravity.",
-                columns={
-                    "rgb": "registered RGB, 8-bit PNG",
-                    "hha": "HHA (Gupta et al. 2014), 8-bit RGB PNG: R = disparity (31000 / depth_cm), "
-                    "G = height above the lowest point (cm), B = angle with gravity + 38 (degrees)",
-                },
-                notes=(
-                    "HHA is computed by aims.hha from the filled depth with the colour camera's "
-                    "intrinsics; it reproduces Gupta et al.'s MATLAB code exactly on the oracle frame.",
-                ),
-            )
-        raise KeyError(config)
+        return read_repack_frame(ref, configs)
 
     def derive(self, sample: Sample, configs: Sequence[str]) -> Sample:
         from aims.hha import NYU_COLOR_INTRINSICS, compute_hha
 
-        depth_m = sample.images.pop(_DEPTH_METRES, None)
+        depth_m = sample.images.pop(DEPTH_METRES_KEY, None)
         if "hha" in configs and depth_m is not None:
             sample.images["hha"] = compute_hha(depth_m.astype(np.float64), NYU_COLOR_INTRINSICS)
         return sample
 
-    def open(self, configs: Sequence[str], *, source: Path | None = None,
-             downloader: Downloader | None = None) -> SampleStream:
-        self._repack = None
-        if source is not None:
-            # the SimCMF repack (NYUDepthv2/ with RGB, Depth, HHA, Mask_gt, train.txt) is
-            # recognised by its layout, so users pass whichever copy they have
-            from aims.converters.nyuv2_repack import RepackReport, RepackStream, find_repack
+    def observe(self, listing: Listing, image_id: str, facts: Mapping[str, Any]) -> None:
+        from aims.converters.nyuv2_repack import check_depth_unit
 
-            root = find_repack(Path(source))
-            if root is not None:
-                self._names = None
-                self._repack = RepackReport()
-                return RepackStream(root, configs, self._repack)
-        paths = self._locate(source, downloader)
-        train, test = read_splits(paths[SPLITS_MAT])
-        lut, names = read_class_mapping(paths[CLASS_MAPPING_MAT])
-        self._names = names
-        mat = LabeledMat(paths[LABELED_MAT])
-        return _NYUv2Stream(mat, train, test, lut, configs)
+        check_depth_unit(listing.facts, image_id, facts)
+        super().observe(listing, image_id, facts)
+
+    def notes(self, config: str, listing: Listing) -> list[str]:
+        assert isinstance(listing, NYUv2Listing)
+        if listing.repack_root:
+            from aims.converters.nyuv2_repack import describe_notes
+
+            units = {facts["depth_unit"] for _, facts in listing.facts if "depth_unit" in facts}
+            return describe_notes(config, listing.repack_root, listing.zero_based, units)
+        if config == "hha":
+            return ["HHA is computed by aims.hha from the filled depth with the colour camera's "
+                    "intrinsics; it reproduces Gupta et al.'s MATLAB code exactly on the oracle frame."]
+        return []
 
     def _locate(self, source: Path | None, downloader: Downloader | None) -> dict[str, Path]:
         """Take each file from ``source`` (the .mat itself, or a folder holding the
         files) and fetch whatever is not there."""
-        from aims.fetch import fetch
-        from aims.paths import downloads_dir
-
-        files = source_files()
         found: dict[str, Path] = {}
         if source is not None:
             source = Path(source)
             if source.is_dir():
-                for name in files:
-                    if (source / name).is_file():
-                        found[name] = source / name
+                for spec in RECORD.files:
+                    if (source / spec.name).is_file():
+                        found[spec.name] = source / spec.name
                 if LABELED_MAT not in found:
                     raise AimsError(
                         f"{source} holds no {LABELED_MAT}. Pass the folder that contains the "
@@ -403,24 +359,12 @@ class NYUv2(SourceConverter):
                         path=source,
                     )
             elif source.is_file():
-                found[LABELED_MAT] = fetch(files[LABELED_MAT], source=source,
-                                           cache_dir=downloads_dir(self.name))
+                found[LABELED_MAT] = fetch_declared(RECORD, LABELED_MAT, source=source)
             else:
                 raise AimsError(f"--source {source} does not exist.", path=source)
-        for name, spec in files.items():
-            if name not in found:
-                try:
-                    found[name] = fetch(spec, cache_dir=downloads_dir(self.name),
-                                        downloader=downloader)
-                except AimsError:
-                    raise
-                except Exception as exc:  # network errors from the downloader
-                    raise AimsError(
-                        f"could not download {name} from {spec.url} ({exc}). Download it "
-                        f"by hand and put it at {downloads_dir(self.name) / name}, or into "
-                        "the folder you pass with --source, then run the command again.",
-                        path=downloads_dir(self.name) / name,
-                    ) from None
+        for spec in RECORD.files:
+            if spec.name not in found:
+                found[spec.name] = fetch_declared(RECORD, spec.name, downloader=downloader)
         return found
 
     def write_miniature(self, folder: Path, *, seed: int = 0, num_frames: int = 8,

@@ -25,24 +25,35 @@ Reading rules (what the reference code does, and what it leaves open):
 * HHA: the repack's ``HHA/<n>.jpg`` is stored as given (decoded JPEG → lossless PNG), not
   recomputed, because that is the input SimCMF's numbers come from. It is JPEG-compressed;
   the card says so. (The original release path computes HHA exactly with ``aims.hha``.)
+
+Listing (:func:`list_repack`) runs in the main process; frames are read in the workers
+(:func:`read_repack_frame`). A frame that cannot be read is skipped and counted; each frame
+reports its depth unit as a fact, and :func:`check_depth_unit` stops the run when two
+frames disagree.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from aims.converters.base import Sample, SampleStream, Skipped
-from aims.errors import AimsError, SourceFormatError
+from aims.converters.base import Sample, SampleRef
+from aims.converters.locate import open_image
+from aims.converters.nyuv2 import depth_to_millimetres
+from aims.converters.record import REPACK_IDS, InstanceSource
+from aims.errors import AimsError, SourceFormatError, UnreadableSample
 
 REPACK_FOLDER = "NYUDepthv2"
 SPLIT_LISTS = {"train": "train.txt", "test": "test.txt"}
 FOLDERS = ("RGB", "Depth", "HHA", "Mask_gt")
 #: frames the SimCMF loader treats as broken (it loads RGB/1134.jpg instead)
 KNOWN_BROKEN = (1133, 398)
+#: where the repack's instances come from
+REPACK_INSTANCES = InstanceSource(REPACK_IDS, 8, "the SimCMF repack's Mask_gt ids, kept as given (no classes)")
 
 #: depth-unit detection thresholds (see the module docstring)
 _MAX_METRES = 20.0
@@ -59,25 +70,12 @@ def find_repack(path: Path) -> Path | None:
     return None
 
 
-@dataclass
-class RepackReport:
-    """What the stream found, for the card (filled while iterating)."""
-
-    depth_units: set[str] = field(default_factory=set)
-    zero_based: bool = False
-    root: str = ""
-
-
 @dataclass(frozen=True)
 class _Entry:
     number: int
     split: str
     list_file: Path
     line: int
-
-
-class _Unreadable(Exception):
-    pass
 
 
 def read_list(root: Path, split: str) -> list[_Entry]:
@@ -124,137 +122,150 @@ def depth_units(depth: np.ndarray, what: str) -> str:
 
 
 def to_millimetres(depth: np.ndarray, unit: str) -> np.ndarray:
-    from aims.converters.nyuv2 import depth_to_millimetres
-
     arr = np.asarray(depth, dtype=np.float64)
     return depth_to_millimetres(arr if unit == "m" else arr / 1000.0)
 
 
 def _decode(path: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    with open_image(path, "an image of the repack") as img:
+        if img.mode in ("I;16", "I;16B", "I;16L"):
+            return np.asarray(img, dtype=np.uint16).copy()
+        if img.mode not in ("RGB", "L", "P", "I"):
+            img = img.convert("RGB")
+        return np.ascontiguousarray(np.asarray(img))
 
+
+@dataclass(frozen=True)
+class RepackRef(SampleRef):
+    """One frame of the repack: ``number`` as listed, ``files`` its RGB, mask and (per
+    config) Depth and HHA files."""
+
+    number: int = 0
+
+
+def _paths(root: Path, n: int, configs: Sequence[str]) -> dict[str, Path]:
+    paths = {"rgb": root / "RGB" / f"{n}.jpg", "mask": root / "Mask_gt" / f"{n}.png"}
+    if "depth" in configs:
+        paths["depth"] = root / "Depth" / f"{n}.npy"
+    if "hha" in configs:
+        paths["hha"] = root / "HHA" / f"{n}.jpg"
+    return paths
+
+
+def list_repack(root: Path, configs: Sequence[str]) -> tuple[list[RepackRef], bool]:
+    """Every listed frame (sorted by number) and whether the repack numbers frames from
+    0 (ids are then shifted to NYUv2's 1-based index). Missing files and duplicate
+    frames stop here, before anything is read."""
+    entries = read_list(root, "train") + read_list(root, "test")
+    numbers = [e.number for e in entries]
+    dupes = sorted({n for n in numbers if numbers.count(n) > 1})
+    if dupes:
+        raise SourceFormatError(
+            f"{root}: frame(s) {', '.join(map(str, dupes[:5]))} are listed more than once "
+            "in train.txt/test.txt; a frame belongs to one split.", path=root)
+    zero_based = min(numbers) == 0
+    missing = []
+    for e in entries:
+        for p in _paths(root, e.number, configs).values():
+            if not p.is_file():
+                missing.append(f"{p} ({e.list_file.name} line {e.line})")
+    if missing:
+        shown = "; ".join(missing[:5]) + (f"; and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise AimsError(
+            f"the NYUDepthv2 repack at {root} lacks {len(missing)} file(s): {shown}. "
+            "Extract the complete folder and run the command again.", path=root)
+    refs = [RepackRef(image_id=f"{e.number + zero_based:04d}", split=e.split,
+                      files={k: str(v) for k, v in _paths(root, e.number, configs).items()},
+                      number=e.number)
+            for e in sorted(entries, key=lambda e: e.number)]
+    return refs, zero_based
+
+
+def read_repack_frame(ref: SampleRef, configs: Sequence[str]) -> Sample:
+    """One frame; :class:`UnreadableSample` (naming the frames the SimCMF loader replaces
+    as broken) when a file cannot be used. ``facts["depth_unit"]``: the unit detected."""
+    assert isinstance(ref, RepackRef)
     try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode in ("I;16", "I;16B", "I;16L"):
-                return np.asarray(img, dtype=np.uint16).copy()
-            if img.mode not in ("RGB", "L", "P", "I"):
-                img = img.convert("RGB")
-            return np.ascontiguousarray(np.asarray(img))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise _Unreadable(f"{path} cannot be decoded ({exc})") from None
+        return _read(ref)
+    except UnreadableSample as exc:
+        if ref.number not in KNOWN_BROKEN:
+            raise
+        raise UnreadableSample(f"{exc} (one of the frames the SimCMF loader replaces as broken)",
+                               path=exc.path) from None
 
 
-class RepackStream(SampleStream):
-    def __init__(self, root: Path, configs: Sequence[str], report: RepackReport) -> None:
-        self.root = root
-        self._configs = tuple(configs)
-        self.report = report
-        report.root = root.name  # the name only: the card must not depend on where it was
-        entries = read_list(root, "train") + read_list(root, "test")
-        numbers = [e.number for e in entries]
-        dupes = sorted({n for n in numbers if numbers.count(n) > 1})
-        if dupes:
-            raise SourceFormatError(
-                f"{root}: frame(s) {', '.join(map(str, dupes[:5]))} are listed more than once "
-                "in train.txt/test.txt; a frame belongs to one split.", path=root)
-        report.zero_based = min(numbers) == 0
-        missing = []
-        for e in entries:
-            for p in self._paths(e.number).values():
-                if not p.is_file():
-                    missing.append(f"{p} ({e.list_file.name} line {e.line})")
-        if missing:
-            shown = "; ".join(missing[:5]) + (f"; and {len(missing) - 5} more" if len(missing) > 5 else "")
-            raise AimsError(
-                f"the NYUDepthv2 repack at {root} lacks {len(missing)} file(s): {shown}. "
-                "Extract the complete folder and run the command again.", path=root)
-        self._entries = sorted(entries, key=lambda e: e.number)
-
-    def _paths(self, n: int) -> dict[str, Path]:
-        paths = {"rgb": self.root / "RGB" / f"{n}.jpg",
-                 "mask": self.root / "Mask_gt" / f"{n}.png"}
-        if "depth" in self._configs:
-            paths["depth"] = self.root / "Depth" / f"{n}.npy"
-        if "hha" in self._configs:
-            paths["hha"] = self.root / "HHA" / f"{n}.jpg"
-        return paths
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __iter__(self) -> Iterator[Sample]:
-        for e in self._entries:
-            image_id = f"{e.number + self.report.zero_based:04d}"
-            try:
-                yield self._load(e, image_id)
-            except _Unreadable as exc:
-                known = (" (one of the frames the SimCMF loader replaces as broken)"
-                         if e.number in KNOWN_BROKEN else "")
-                self.skipped.append(Skipped(image_id, str(self.root / "RGB" / f"{e.number}.jpg"),
-                                            f"{exc}{known}"))
-
-    def _load(self, e: _Entry, image_id: str) -> Sample:
-        paths = self._paths(e.number)
-        rgb = _decode(paths["rgb"])
-        if rgb.ndim != 3 or rgb.shape[2] != 3:
-            raise _Unreadable(f"{paths['rgb']}: expected an RGB image, found shape {rgb.shape}")
-        mask = _decode(paths["mask"])
-        if mask.ndim != 2:
-            raise _Unreadable(f"{paths['mask']}: expected a single-channel instance-id PNG, "
-                              f"found shape {mask.shape}")
-        images: dict[str, np.ndarray] = {"rgb": rgb}
-        if "depth" in paths:
-            try:
-                depth = np.load(paths["depth"], allow_pickle=False)
-            except ValueError as exc:  # pickled object arrays are refused: untrusted input
-                raise _Unreadable(f"{paths['depth']} is not a plain numeric .npy ({exc})") from None
-            except (OSError, EOFError) as exc:
-                raise _Unreadable(f"{paths['depth']} cannot be read ({exc})") from None
-            depth = np.squeeze(depth)
-            if depth.ndim != 2 or depth.dtype.kind not in "fiu":
-                raise _Unreadable(f"{paths['depth']}: expected a 2-D numeric depth map, found "
-                                  f"{depth.dtype} {depth.shape}")
-            unit = depth_units(depth, str(paths["depth"]))
-            self.report.depth_units.add(unit)
-            if len(self.report.depth_units) > 1:
-                raise SourceFormatError(
-                    f"{paths['depth']} is in {unit} but earlier frames were not; the repack's "
-                    "depth files disagree on their unit.", path=paths["depth"])
-            images["depth"] = to_millimetres(depth, unit)
-        if "hha" in paths:
-            hha = _decode(paths["hha"])
-            if hha.ndim != 3 or hha.shape[2] != 3:
-                raise _Unreadable(f"{paths['hha']}: expected a 3-channel HHA image, found {hha.shape}")
-            images["hha"] = hha
-        sizes = {k: v.shape[:2] for k, v in images.items()} | {"mask": mask.shape}
-        if len(set(sizes.values())) != 1:
-            found = ", ".join(f"{k} {w}×{h}" for k, (h, w) in sizes.items())
-            raise _Unreadable(f"frame {e.number}: sizes differ ({found}); every file of a frame "
-                              "must have the same size")
-        if mask.max(initial=0) > 65535 or (mask.dtype.kind == "i" and mask.min(initial=0) < 0):
-            raise _Unreadable(f"{paths['mask']}: instance ids outside 0..65535")
-        return Sample(image_id=image_id, split=e.split, images=images,
-                      instance_map=mask.astype(np.uint16), instance_category=None)
+def _read(ref: RepackRef) -> Sample:
+    paths = {k: Path(v) for k, v in ref.files.items()}
+    rgb = _decode(paths["rgb"])
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise UnreadableSample(f"{paths['rgb']}: expected an RGB image, found shape {rgb.shape}",
+                               path=paths["rgb"])
+    mask = _decode(paths["mask"])
+    if mask.ndim != 2:
+        raise UnreadableSample(f"{paths['mask']}: expected a single-channel instance-id PNG, "
+                               f"found shape {mask.shape}", path=paths["mask"])
+    images: dict[str, np.ndarray] = {"rgb": rgb}
+    facts: dict[str, Any] = {}
+    if "depth" in paths:
+        try:
+            depth = np.load(paths["depth"], allow_pickle=False)
+        except ValueError as exc:  # pickled object arrays are refused: untrusted input
+            raise UnreadableSample(f"{paths['depth']} is not a plain numeric .npy ({exc})",
+                                   path=paths["depth"]) from None
+        except (OSError, EOFError) as exc:
+            raise UnreadableSample(f"{paths['depth']} cannot be read ({exc})", path=paths["depth"]) from None
+        depth = np.squeeze(depth)
+        if depth.ndim != 2 or depth.dtype.kind not in "fiu":
+            raise UnreadableSample(f"{paths['depth']}: expected a 2-D numeric depth map, found "
+                                   f"{depth.dtype} {depth.shape}", path=paths["depth"])
+        unit = depth_units(depth, str(paths["depth"]))
+        facts["depth_unit"] = unit
+        images["depth"] = to_millimetres(depth, unit)
+    if "hha" in paths:
+        hha = _decode(paths["hha"])
+        if hha.ndim != 3 or hha.shape[2] != 3:
+            raise UnreadableSample(f"{paths['hha']}: expected a 3-channel HHA image, found {hha.shape}",
+                                   path=paths["hha"])
+        images["hha"] = hha
+    sizes = {k: v.shape[:2] for k, v in images.items()} | {"mask": mask.shape}
+    if len(set(sizes.values())) != 1:
+        found = ", ".join(f"{k} {w}×{h}" for k, (h, w) in sizes.items())
+        raise UnreadableSample(f"frame {ref.number}: sizes differ ({found}); every file of a frame "
+                               "must have the same size", path=paths["mask"])
+    if mask.max(initial=0) > 65535 or (mask.dtype.kind == "i" and mask.min(initial=0) < 0):
+        raise UnreadableSample(f"{paths['mask']}: instance ids outside 0..65535", path=paths["mask"])
+    return Sample(image_id=ref.image_id, split=ref.split, images=images,
+                  instance_map=mask.astype(np.uint16), instance_category=None, facts=facts)
 
 
-def describe_notes(config: str, report: RepackReport) -> tuple[str, ...]:
+def check_depth_unit(seen: Sequence[tuple[str, Mapping[str, Any]]], image_id: str,
+                     facts: Mapping[str, Any]) -> None:
+    """Stop when a frame's depth unit differs from the frames before it."""
+    unit = facts.get("depth_unit")
+    earlier = {f["depth_unit"] for _, f in seen if "depth_unit" in f}
+    if unit is not None and earlier and unit not in earlier:
+        raise SourceFormatError(
+            f"frame {image_id}'s Depth/<n>.npy is in {unit} but earlier frames were in "
+            f"{'/'.join(sorted(earlier))}; the repack's depth files disagree on their unit.")
+
+
+def describe_notes(config: str, root: str, zero_based: bool, depth_units: set[str]) -> list[str]:
     notes = [
-        f"Input: the SimCMF repack NYUDepthv2 (folder {report.root}), not the original .mat: RGB is "
+        f"Input: the SimCMF repack NYUDepthv2 (folder {root}), not the original .mat: RGB is "
         "the repack's JPEG (lossy). Instances are the repack's Mask_gt ids as given; the repack "
         "has no class per instance, so category is -1 (unknown).",
     ]
-    if report.zero_based:
+    if zero_based:
         notes.append("The repack numbers frames from 0; image ids are shifted by one to NYUv2's "
                      "1-based frame index.")
     if config == "depth":
-        unit = "/".join(sorted(report.depth_units)) or "unknown"
+        unit = "/".join(sorted(depth_units)) or "unknown"
         notes.append(f"Depth from Depth/<n>.npy, unit detected from the values: {unit}; stored "
                      "as 16-bit millimetres like the original converter.")
     if config == "hha":
         notes.append("HHA is the repack's HHA/<n>.jpg as given (JPEG-compressed, decoded and "
                      "stored losslessly), not recomputed by aims.hha.")
-    return tuple(notes)
+    return notes
 
 
 # --------------------------------------------------------------------------- miniature

@@ -25,11 +25,15 @@ as given (class glass). When the original ``mask.png`` tree is present as well, 
 original is used (our protocol starts from semantic masks); the card says which.
 
 Temperature is stored as a 16-bit PNG code with one fixed map for every image,
-``°C = −80 + code / 256`` (:data:`aims.modalities.TEMPERATURE_OFFSET_C`,
-:data:`~aims.modalities.TEMPERATURE_STEP_C`): step 0.0039 °C, so the stored value is
+``°C = −80 + code / 256`` (:data:`aims.decoders.TEMPERATURE_OFFSET_C`,
+:data:`~aims.decoders.TEMPERATURE_STEP_C`): step 0.0039 °C, so the stored value is
 within 1/512 °C of the source (finer than the 0.01 °C asked for); range −80 … 175.996 °C.
-A value outside that range or not finite is an error naming the file.
-:func:`aims.modality_tensor` returns °C as float32 ``(1, H, W)``.
+A value outside that range or not finite makes the sample unreadable (skipped, counted and
+named in the card). :func:`aims.modality_tensor` returns °C as float32 ``(1, H, W)``.
+
+The facts (files, classes, column units …) are in :mod:`aims.converters.thermal_glass_record`;
+locating and the glass-mask readers are the shared :mod:`aims.converters.locate` and
+:mod:`aims.converters.labels`.
 """
 
 from __future__ import annotations
@@ -39,69 +43,35 @@ import io
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from aims.converters.base import (
-    ConfigDescription,
-    Downloader,
-    Sample,
-    SampleStream,
-    SourceConverter,
-    SourceInfo,
-)
-from aims.converters.rgbp_glass import (
+from aims.converters.base import Downloader, Listing, Sample, SampleRef, SourceConverter
+from aims.converters.labels import glass_sample
+from aims.converters.locate import (
     SPLITS,
-    _extract,
-    _open_image,
-    _top_entries,
     check_same_size,
+    describe_folder,
+    extract_archive,
     find_split_dirs,
-    glass_sample,
+    open_image,
     source_roots,
 )
-from aims.errors import SourceFormatError
-from aims.modalities import TEMPERATURE_OFFSET_C, TEMPERATURE_STEP_C
+from aims.converters.record import REPACK_IDS, InstanceSource
+from aims.converters.thermal_glass_record import RECORD
+from aims.decoders import TEMPERATURE_OFFSET_C, TEMPERATURE_STEP_C
+from aims.errors import SourceFormatError, UnreadableSample
 
 log = logging.getLogger(__name__)
 
 ROOT_FOLDER = "RGB-T-glass"
 REPACK_FOLDER = "RGB-Thermal-Glass"
 CSV_NAMES = {s: f"RGB_T_Glass_{s}_GroundTruth.csv" for s in SPLITS}
-DRIVE_ID = "1ysG04qGmnZv7UaybZUuyybaJYJLUkNHX"
-ARCHIVE_NAME = "RGB-T-glass"
 CONTINUE_COMMAND = "aims prepare --modality thermal --source PATH"
 SAMPLE_FILES = {"rgb": "rgb.png", "temperature": "temperature.npy", "mask": "mask.png"}
 ORIGINAL, REPACK = "original", "simcmf-csv"
-
-CITATION = """@article{huo2023glass,
-  title   = {Glass Segmentation with {RGB}-Thermal Image Pairs},
-  author  = {Huo, Dong and Wang, Jian and Qian, Yiming and Yang, Yee-Hong},
-  journal = {IEEE Transactions on Image Processing},
-  year    = {2023}
-}"""
-
-
-def source_files() -> dict[str, object]:
-    """The one manual-download archive (no published name, size or checksum)."""
-    from aims.fetch import SourceFile
-
-    return {
-        "archive": SourceFile(
-            name=ARCHIVE_NAME,
-            url=None,
-            known_hash=None,
-            manual=(
-                "download the RGB-T Glass archive in a browser from Google Drive "
-                f"(https://drive.google.com/file/d/{DRIVE_ID}/view) or the link on the first "
-                "author's home page https://dong-huo.github.io/. PATH may be the "
-                "downloaded archive or the folder you extracted it to (holding RGB-T-glass/"
-                "train and test), or the SimCMF repack folder RGB-Thermal-Glass"
-            ),
-        )
-    }
 
 
 # --------------------------------------------------------------------------- locating
@@ -160,8 +130,7 @@ class Located:
 
 def locate(source: Path | None) -> Located:
     """The train/test folders (or the repack's CSV lists) of an RGB-T Glass source."""
-    roots, archives = source_roots(source, CONVERTER.name, source_files(),
-                                   continue_command=CONTINUE_COMMAND)
+    roots, archives = source_roots(source, RECORD, continue_command=CONTINUE_COMMAND)
 
     def search(roots: list[Path]) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
         return find_split_dirs(roots, _has_sample), _find_csvs(roots)
@@ -169,7 +138,7 @@ def locate(source: Path | None) -> Located:
     dirs, csvs = search(roots)
     complete = lambda d: all(d[s] for s in SPLITS)  # noqa: E731
     if archives and not complete(dirs) and not complete(csvs):
-        roots = roots + [_extract(a, CONVERTER.name) for a in archives]
+        roots = roots + [extract_archive(a, RECORD.name) for a in archives]
         dirs, csvs = search(roots)
     for found, kind in ((dirs, ORIGINAL), (csvs, REPACK)):
         if complete(found):
@@ -193,13 +162,13 @@ def locate(source: Path | None) -> Located:
                 raise SourceFormatError(
                     f"RGB-T Glass: {sibling} holds no samples (expected "
                     f"<scene>/<image_id>/rgb.png, temperature.npy and mask.png; found "
-                    f"{_top_entries(sibling)}); the {missing} split is empty. Extract the "
+                    f"{describe_folder(sibling)}); the {missing} split is empty. Extract the "
                     "archive again.",
                     path=sibling,
                 )
             raise SourceFormatError(
                 f"RGB-T Glass: found the {have[0]} split at {present} but no {missing} "
-                f"folder beside it (found in {present.parent}: {_top_entries(present.parent)}). "
+                f"folder beside it (found in {present.parent}: {describe_folder(present.parent)}). "
                 "The extraction is incomplete: extract the whole archive again.",
                 path=present.parent,
             )
@@ -210,7 +179,7 @@ def locate(source: Path | None) -> Located:
                 f"{CSV_NAMES[missing]} beside it; the SimCMF repack needs both CSV files.",
                 path=found[have[0]][0],
             )
-    searched = "; ".join(f"{r} holds {_top_entries(r)}" for r in roots) or "nothing"
+    searched = "; ".join(f"{r} holds {describe_folder(r)}" for r in roots) or "nothing"
     raise SourceFormatError(
         f"RGB-T Glass: no train and test splits found. Expected `{ROOT_FOLDER}/{{train,test}}/"
         f"<scene>/<image_id>/{{rgb.png, temperature.npy, mask.png}}` (the release) or "
@@ -305,11 +274,11 @@ def _repack_samples(csv_path: Path, split: str) -> list[tuple[str, dict[str, Pat
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    img = _open_image(path, "an RGB PNG")
+    img = open_image(path, "an RGB PNG")
     if img.mode in ("RGBA", "P", "L", "LA"):
         img = img.convert("RGB")
     if img.mode != "RGB":
-        raise SourceFormatError(
+        raise UnreadableSample(
             f"{path} is a {img.mode} image; expected an 8-bit RGB PNG.", path=path)
     return np.asarray(img)
 
@@ -320,16 +289,16 @@ def read_temperature(path: Path) -> np.ndarray:
     try:
         arr = np.load(path, allow_pickle=False)
     except FileNotFoundError:
-        raise SourceFormatError(f"{path} does not exist.", path=path) from None
+        raise UnreadableSample(f"{path} does not exist.", path=path) from None
     except (ValueError, OSError, EOFError) as exc:
-        raise SourceFormatError(
+        raise UnreadableSample(
             f"{path} cannot be read as a .npy array ({exc}); the file is truncated or "
             "corrupt (or not a plain numeric array). Extract the archive again.",
             path=path,
         ) from None
     if not isinstance(arr, np.ndarray) or arr.ndim != 2 or not np.issubdtype(arr.dtype, np.floating):
         found = f"{arr.dtype} {arr.shape}" if isinstance(arr, np.ndarray) else type(arr).__name__
-        raise SourceFormatError(
+        raise UnreadableSample(
             f"{path} holds {found}; expected a 2-D float array of temperatures in °C "
             "(float64 (480, 640) in the release).",
             path=path,
@@ -338,12 +307,12 @@ def read_temperature(path: Path) -> np.ndarray:
 
 
 def celsius_to_code(celsius: np.ndarray, path: Path) -> np.ndarray:
-    """°C → the stored uint16 code (nearest step); out-of-range or non-finite values are
-    an error naming the file (clipping would silently falsify temperatures)."""
+    """°C → the stored uint16 code (nearest step); out-of-range or non-finite values make
+    the sample unreadable, naming the file (clipping would silently falsify temperatures)."""
     t = np.asarray(celsius, dtype=np.float64)
     if not np.isfinite(t).all():
         bad = int((~np.isfinite(t)).sum())
-        raise SourceFormatError(
+        raise UnreadableSample(
             f"{path} holds {bad} non-finite value(s) (NaN/inf); expected temperatures in °C "
             "everywhere.",
             path=path,
@@ -351,7 +320,7 @@ def celsius_to_code(celsius: np.ndarray, path: Path) -> np.ndarray:
     code = np.rint((t - TEMPERATURE_OFFSET_C) / TEMPERATURE_STEP_C)
     lo, hi = TEMPERATURE_OFFSET_C, TEMPERATURE_OFFSET_C + 65535 * TEMPERATURE_STEP_C
     if code.min(initial=0) < 0 or code.max(initial=0) > 65535:
-        raise SourceFormatError(
+        raise UnreadableSample(
             f"{path} holds temperatures {t.min():.3f} … {t.max():.3f} °C, outside the range "
             f"AIMS stores ({lo:g} … {hi:.3f} °C at {TEMPERATURE_STEP_C:g} °C steps). Is it in "
             "°C (not Kelvin or raw sensor counts)?",
@@ -360,123 +329,89 @@ def celsius_to_code(celsius: np.ndarray, path: Path) -> np.ndarray:
     return code.astype(np.uint16)
 
 
-@dataclass
-class _Pending(Sample):
-    """Paths only; the files are decoded in the worker (``derive``)."""
+@dataclass(frozen=True)
+class ThermalRef(SampleRef):
+    """One sample: its rgb, temperature and mask paths, and the layout they come from."""
 
-    files: dict[str, str] = field(default_factory=dict)
     label: str = ORIGINAL
 
 
-def read_sample(pending: _Pending) -> Sample:
-    files = {k: Path(v) for k, v in pending.files.items()}
+@dataclass
+class ThermalListing(Listing):
+    kind: str = ORIGINAL  # ORIGINAL or REPACK
+
+
+def read_sample(ref: ThermalRef) -> Sample:
+    files = {k: Path(v) for k, v in ref.files.items()}
     rgb = read_rgb(files["rgb"])
     celsius = read_temperature(files["temperature"])
     check_same_size(rgb.shape, celsius, files["temperature"], files["rgb"])
     images = {"rgb": rgb, "temperature": celsius_to_code(celsius, files["temperature"])}
-    return glass_sample(pending.image_id, pending.split, images, files["mask"], files["rgb"],
-                        instance_ids=pending.label != ORIGINAL)
+    return glass_sample(ref.image_id, ref.split, images, files["mask"], files["rgb"],
+                        instance_ids=ref.label != ORIGINAL)
 
 
-class _ThermalStream(SampleStream):
-    def __init__(self, located: Located) -> None:
-        self._order: list[_Pending] = []
-        for split in SPLITS:
-            where = located.splits[split]
-            if located.kind == ORIGINAL:
-                samples = []
-                for scene, image, folder in _sample_dirs(where):
-                    files = {k: folder / name for k, name in SAMPLE_FILES.items()}
-                    missing = [p for p in files.values() if not p.is_file()]
-                    if missing:
-                        raise SourceFormatError(
-                            f"RGB-T Glass: {missing[0]} does not exist; every sample folder "
-                            f"needs {', '.join(SAMPLE_FILES.values())} (found in {folder}: "
-                            f"{_top_entries(folder)}). Extract the archive again.",
-                            path=missing[0],
-                        )
-                    samples.append((f"{scene}_{image}", files))
-            else:
-                samples = _repack_samples(where, split)
-            if not samples:  # pragma: no cover - locate() only accepts non-empty splits
-                raise SourceFormatError(f"RGB-T Glass: {where} holds no samples.", path=where)
-            for image_id, files in samples:
-                self._order.append(_Pending(image_id=image_id, split=split, images={},
-                                            files={k: str(v) for k, v in files.items()},
-                                            label=located.kind))
-        seen: dict[str, _Pending] = {}
-        for p in self._order:
-            if p.image_id in seen:
-                raise SourceFormatError(
-                    f"RGB-T Glass: two samples have the id {p.image_id} ({seen[p.image_id].files['rgb']} "
-                    f"and {p.files['rgb']}); ids (<scene>_<image_id>) must be unique across splits.",
-                )
-            seen[p.image_id] = p
-
-    def __len__(self) -> int:
-        return len(self._order)
-
-    def __iter__(self) -> Iterator[Sample]:
-        yield from self._order
+def list_refs(located: Located) -> list[ThermalRef]:
+    """Every sample of both splits, in source order; ids checked to be unique."""
+    refs: list[ThermalRef] = []
+    for split in SPLITS:
+        where = located.splits[split]
+        if located.kind == ORIGINAL:
+            samples = []
+            for scene, image, folder in _sample_dirs(where):
+                files = {k: folder / name for k, name in SAMPLE_FILES.items()}
+                missing = [p for p in files.values() if not p.is_file()]
+                if missing:
+                    raise SourceFormatError(
+                        f"RGB-T Glass: {missing[0]} does not exist; every sample folder "
+                        f"needs {', '.join(SAMPLE_FILES.values())} (found in {folder}: "
+                        f"{describe_folder(folder)}). Extract the archive again.",
+                        path=missing[0],
+                    )
+                samples.append((f"{scene}_{image}", files))
+        else:
+            samples = _repack_samples(where, split)
+        if not samples:  # pragma: no cover - locate() only accepts non-empty splits
+            raise SourceFormatError(f"RGB-T Glass: {where} holds no samples.", path=where)
+        for image_id, files in samples:
+            refs.append(ThermalRef(image_id=image_id, split=split,
+                                   files={k: str(v) for k, v in files.items()}, label=located.kind))
+    seen: dict[str, ThermalRef] = {}
+    for ref in refs:
+        if ref.image_id in seen:
+            raise SourceFormatError(
+                f"RGB-T Glass: two samples have the id {ref.image_id} ({seen[ref.image_id].files['rgb']} "
+                f"and {ref.files['rgb']}); ids (<scene>_<image_id>) must be unique across splits.",
+            )
+        seen[ref.image_id] = ref
+    return refs
 
 
 class ThermalGlass(SourceConverter):
-    name = "thermal_glass"
-    configs = ("thermal",)
-    ignore_labels = (0,)
-    connectivity = 8
-    info = SourceInfo(
-        name="RGB-T Glass (RGB-thermal glass segmentation)",
-        homepage="https://github.com/Dong-Huo/RGB-T-Glass-Segmentation",
-        license="research use (no licence stated by the authors)",
-        citation=CITATION,
-        notes=(
-            "RGB-T Glass: 5551 registered RGB / thermal (temperature in °C) image pairs with "
-            "glass masks; official train/test folders.",
-        ),
-    )
+    record = RECORD
 
-    def __init__(self) -> None:
-        self._kind: str | None = None
-
-    def category_names(self, configs: Sequence[str] = ()) -> list[str]:
-        return ["background", "glass"]
-
-    def describe(self, config: str) -> ConfigDescription:
-        if config != "thermal":
-            raise KeyError(config)
-        if self._kind == REPACK:
-            source_note = ("Input: the SimCMF repack RGB-Thermal-Glass (RGB_T_Glass_{train,test}_"
-                           "GroundTruth.csv lists; instance-id masks kept as given, class glass).")
-        else:
-            source_note = ("Input: the original RGB-T-glass release (mask.png glass masks, "
-                           "8-connected components = instances).")
-        return ConfigDescription(
-            config="thermal",
-            description="RGB-T Glass: registered RGB and thermal temperature; glass instances.",
-            columns={
-                "rgb": "the release's rgb.png, 8-bit RGB PNG",
-                "temperature": "temperature.npy as a 16-bit PNG code: °C = -80 + code / 256 "
-                               "(step 1/256 °C, max quantisation error 1/512 ≈ 0.002 °C; "
-                               "range -80 … 175.996 °C)",
-            },
-            notes=(
-                source_note,
-                "aims.modality_tensor(row, 'thermal') gives °C as float32 (1, H, W); SimCMF "
-                "min-max normalises temperature per image instead.",
-                "Image id = <scene>_<image_id>; entries with '.' in their name at the scene or "
-                "image level are not samples (as in the authors' loader). boundary.png is not used.",
-            ),
-        )
-
-    def derive(self, sample: Sample, configs: Sequence[str]) -> Sample:
-        return read_sample(sample) if isinstance(sample, _Pending) else sample
-
-    def open(self, configs: Sequence[str], *, source: Path | None = None,
-             downloader: Downloader | None = None) -> SampleStream:
+    def list_samples(self, configs: Sequence[str], *, source: Path | None = None,
+                     downloader: Downloader | None = None, instances: str = "release") -> ThermalListing:
         located = locate(source)
-        self._kind = located.kind
-        return _ThermalStream(located)
+        if located.kind == REPACK:
+            where = InstanceSource(REPACK_IDS, RECORD.instances.connectivity,
+                                   "the SimCMF repack's instance-id masks, kept as given (class glass)")
+        else:
+            where = RECORD.instances
+        return ThermalListing(refs=list_refs(located), category_names=list(RECORD.classes),
+                              instance_sources={s: where for s in SPLITS}, kind=located.kind)
+
+    def load(self, ref: SampleRef, configs: Sequence[str]) -> Sample:
+        assert isinstance(ref, ThermalRef)
+        return read_sample(ref)
+
+    def notes(self, config: str, listing: Listing) -> list[str]:
+        assert isinstance(listing, ThermalListing)
+        if listing.kind == REPACK:
+            return ["Input: the SimCMF repack RGB-Thermal-Glass (RGB_T_Glass_{train,test}_"
+                    "GroundTruth.csv lists; instance-id masks kept as given, class glass)."]
+        return ["Input: the original RGB-T-glass release (mask.png glass masks, "
+                "8-connected components = instances)."]
 
     def write_miniature(self, folder: Path, *, seed: int = 0, full_resolution: bool = False,
                         layout: str = ORIGINAL) -> Path:

@@ -26,57 +26,35 @@ RGB baselines have an image. The 9-channel polarization tensor is computed at lo
 :func:`aims.modality_tensor` (``polarization-zju``, or ``polarization-zju-simcmf`` for the
 reference code's variant); see :mod:`aims.modalities` for the formulas and scaling.
 
-Decoding happens in :meth:`ZJURGBP.derive` (a worker process), so both cores decode PNGs.
+Listing runs in the main process; decoding happens in :meth:`ZJURGBP.load` (a worker
+process), so every core decodes PNGs. The facts (the archive and its checksum, classes,
+column units …) are in :mod:`aims.converters.zju_rgbp_record`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from aims.converters.base import (
-    ConfigDescription,
-    Downloader,
-    Sample,
-    SampleStream,
-    SourceConverter,
-    SourceInfo,
-)
-from aims.errors import AimsError, SourceFormatError
+from aims.converters.base import Downloader, Listing, Sample, SampleRef, SourceConverter
+from aims.converters.locate import describe_folder, extract_archive, fetch_declared, find_folder, open_image
+from aims.converters.record import REPACK_IDS, InstanceSource
+from aims.converters.zju_rgbp_record import ANGLES, ARCHIVE, CLASS_NAMES, RECORD, SHA256, URL, VOID
+from aims.errors import AimsError, SourceFormatError, UnreadableSample
 
-ARCHIVE = "RGB-P-dataset.rar"
-URL = "https://huggingface.co/datasets/Zhonghua/ZJU_RGB_P/resolve/main/RGB-P-dataset.rar"
-SHA256 = "7120c25efb62bc0f1b53d39d0a9ecbe3be83a8089483e0cb0f9beeb323ab7629"
-ANGLES = (0, 45, 90, 135)
 DEGREE = "\u00b0"
 #: source folder -> official split
 SPLITS = {"train": "train", "val": "test"}
 SEMANTIC_LABELS = "label"
 INSTANCE_LABELS = "label_sam"  # the SimCMF repack
-CLASS_NAMES = ("background", "building", "glass", "car", "road", "tree", "sky",
-               "pedestrian", "bicycle")
-#: VOC's "void" index (object borders); ignored like background
-VOID = 255
+#: the folder of the download cache the archive is extracted into
+EXTRACTED_FOLDER = "RGB-P-dataset"
 
-CITATION = """@article{xiang2021polarization,
-  title   = {Polarization-driven semantic segmentation via efficient attention-bridged fusion},
-  author  = {Xiang, Kaite and Yang, Kailun and Wang, Kaiwei},
-  journal = {Optics Express},
-  volume  = {29},
-  number  = {4},
-  pages   = {4802--4820},
-  year    = {2021}
-}"""
-
-
-def source_file():
-    """The release archive with its pinned checksum."""
-    from aims.fetch import SourceFile
-
-    return SourceFile(name=ARCHIVE, url=URL, known_hash=f"sha256:{SHA256}")
+__all__ = ["ANGLES", "ARCHIVE", "CLASS_NAMES", "CONVERTER", "DEGREE", "SHA256", "URL", "ZJURGBP",
+           "list_root", "voc_palette"]
 
 
 def voc_palette() -> list[int]:
@@ -97,31 +75,14 @@ def voc_palette() -> list[int]:
 # --------------------------------------------------------------------------- layout
 
 
+def _holds_splits(folder: Path) -> bool:
+    return (folder / "train").is_dir() and (folder / "val").is_dir()
+
+
 def find_root(path: Path, depth: int = 3) -> Path | None:
     """The folder under ``path`` (itself included, at most ``depth`` levels down) that
     holds both ``train`` and ``val``; None when there is none. Several → error."""
-    path = Path(path)
-    level = [path]
-    for _ in range(depth + 1):
-        hits = [p for p in level if (p / "train").is_dir() and (p / "val").is_dir()]
-        if len(hits) == 1:
-            return hits[0]
-        if len(hits) > 1:
-            raise AimsError(
-                f"{path} holds several ZJU-RGBP copies ({', '.join(map(str, hits))}); pass "
-                "the one to convert with --source.", path=path)
-        level = sorted(c for p in level for c in p.iterdir() if c.is_dir() and not c.name.startswith("."))
-    return None
-
-
-def _describe_folder(path: Path, limit: int = 8) -> str:
-    if not path.is_dir():
-        return "nothing (the folder does not exist)"
-    names = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())
-    if not names:
-        return "an empty folder"
-    more = f", … ({len(names)} entries)" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
+    return find_folder(path, _holds_splits, max_depth=depth, what="ZJU-RGBP copies")
 
 
 @dataclass(frozen=True)
@@ -140,7 +101,7 @@ def scan_split(root: Path, folder: str) -> tuple[list[Entry], str]:
     base = root / folder
     if not base.is_dir():
         raise AimsError(
-            f"ZJU-RGBP at {root} has no {folder}/ folder (found: {_describe_folder(root)}); "
+            f"ZJU-RGBP at {root} has no {folder}/ folder (found: {describe_folder(root)}); "
             f"expected train/ and val/, each with 0/, 45/, 90/, 135/ and label/. The archive "
             "may be incomplete: delete it and download it again.", path=root)
     kinds = [k for k in (SEMANTIC_LABELS, INSTANCE_LABELS) if (base / k).is_dir()]
@@ -148,14 +109,14 @@ def scan_split(root: Path, folder: str) -> tuple[list[Entry], str]:
     if not kinds or missing_dirs:
         need = ", ".join(missing_dirs + ([] if kinds else ["label/ (or label_sam/)"]))
         raise AimsError(
-            f"{base} lacks {need} (found: {_describe_folder(base)}); expected the four angle "
+            f"{base} lacks {need} (found: {describe_folder(base)}); expected the four angle "
             "folders 0/, 45/, 90/, 135/ and label/ (label_sam/ in the SimCMF repack).",
             path=base)
     kind = kinds[0]  # semantic labels win when both are present: they carry classes
     labels = sorted(p for p in (base / kind).iterdir() if p.suffix.lower() == ".png")
     if not labels:
         raise AimsError(
-            f"{base / kind} holds no label PNG (found: {_describe_folder(base / kind)}); the "
+            f"{base / kind} holds no label PNG (found: {describe_folder(base / kind)}); the "
             f"{folder} split must not be empty.", path=base / kind)
     present = {a: {p.name for p in (base / str(a)).iterdir()} for a in ANGLES}
     claimed: dict[int, set[str]] = {a: set() for a in ANGLES}
@@ -199,33 +160,17 @@ def scan_split(root: Path, folder: str) -> tuple[list[Entry], str]:
 # --------------------------------------------------------------------------- reading
 
 
-class _Unreadable(SourceFormatError):
-    pass
-
-
-def _open_png(path: Path):
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        img = Image.open(path)
-        img.load()
-        return img
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise _Unreadable(f"{path} cannot be decoded as an image ({exc}); re-extract the "
-                          "archive.", path=path) from None
-
-
 def read_angle(path: Path) -> np.ndarray:
-    img = _open_png(path)
+    img = open_image(path, "an angle image PNG")
     if img.mode != "RGB":
-        raise _Unreadable(f"{path}: expected an 8-bit RGB PNG, found PIL mode {img.mode}.", path=path)
+        raise UnreadableSample(f"{path}: expected an 8-bit RGB PNG, found PIL mode {img.mode}.", path=path)
     return np.asarray(img)
 
 
 def read_semantic(path: Path) -> np.ndarray:
     """Class ids of a VOC-palette label (mode P: the index is the class; mode L: the
     value; RGB: the VOC colour is mapped back to its index)."""
-    img = _open_png(path)
+    img = open_image(path, "a label PNG")
     if img.mode in ("P", "L"):
         arr = np.asarray(img).astype(np.uint8)
     elif img.mode == "RGB":
@@ -238,17 +183,17 @@ def read_semantic(path: Path) -> np.ndarray:
         unknown = [v for v in values.tolist() if v not in lut]
         if unknown:
             cols = ", ".join(f"({v >> 16},{(v >> 8) & 255},{v & 255})" for v in unknown[:6])
-            raise _Unreadable(
+            raise UnreadableSample(
                 f"{path}: RGB label colours {cols} are not VOC colours of the classes "
                 f"0..{len(CLASS_NAMES) - 1} ({', '.join(CLASS_NAMES)}).", path=path)
         idx = np.searchsorted(values, code)
         arr = np.asarray([lut[v] for v in values.tolist()], dtype=np.uint8)[idx]
     else:
-        raise _Unreadable(f"{path}: expected a palette (P) label PNG, found PIL mode {img.mode}.",
-                          path=path)
+        raise UnreadableSample(f"{path}: expected a palette (P) label PNG, found PIL mode {img.mode}.",
+                               path=path)
     bad = sorted(set(np.unique(arr).tolist()) - set(range(len(CLASS_NAMES))) - {VOID})
     if bad:
-        raise _Unreadable(
+        raise UnreadableSample(
             f"{path}: label values {', '.join(map(str, bad))} are outside the ZJU-RGBP class "
             f"list 0..{len(CLASS_NAMES) - 1} ({', '.join(CLASS_NAMES)}; {VOID} = void). The "
             "file is not a ZJU-RGBP label.", path=path)
@@ -256,13 +201,13 @@ def read_semantic(path: Path) -> np.ndarray:
 
 
 def read_instances(path: Path) -> np.ndarray:
-    img = _open_png(path)
+    img = open_image(path, "an instance-id PNG")
     arr = np.asarray(img)
     if arr.ndim != 2:
-        raise _Unreadable(f"{path}: expected a single-channel instance-id PNG, found shape "
-                          f"{arr.shape}.", path=path)
+        raise UnreadableSample(f"{path}: expected a single-channel instance-id PNG, found shape "
+                               f"{arr.shape}.", path=path)
     if arr.min(initial=0) < 0 or arr.max(initial=0) > 65535:
-        raise _Unreadable(f"{path}: instance ids outside 0..65535.", path=path)
+        raise UnreadableSample(f"{path}: instance ids outside 0..65535.", path=path)
     return arr.astype(np.uint16)
 
 
@@ -272,11 +217,17 @@ def unpolarized_rgb(angles: Sequence[np.ndarray]) -> np.ndarray:
     return ((total + 2) // 4).astype(np.uint8)
 
 
-@dataclass
-class _Pending(Sample):
-    """A scene not read yet: :meth:`ZJURGBP.derive` reads it in a worker."""
+@dataclass(frozen=True)
+class ZJURef(SampleRef):
+    """A scene not read yet: the worker reads it (:meth:`ZJURGBP.load`)."""
 
     entry: Entry | None = None
+
+
+@dataclass
+class ZJUListing(Listing):
+    root: str = ""
+    label_kind: str = SEMANTIC_LABELS
 
 
 def read_entry(entry: Entry, image_id: str) -> Sample:
@@ -290,7 +241,7 @@ def read_entry(entry: Entry, image_id: str) -> Sample:
     sizes[f"label {entry.label.name}"] = label.shape[:2]
     if len(set(sizes.values())) != 1:
         found = ", ".join(f"{k} {w}×{h}" for k, (h, w) in sizes.items())
-        raise _Unreadable(
+        raise UnreadableSample(
             f"ZJU-RGBP scene {entry.key} ({entry.label}): sizes differ ({found}); the four angle "
             "images and the label must have the same size.", path=entry.label)
     images = {"rgb": unpolarized_rgb(angles)}
@@ -301,140 +252,78 @@ def read_entry(entry: Entry, image_id: str) -> Sample:
                   instance_category=None)
 
 
-class ZJUStream(SampleStream):
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.entries: list[Entry] = []
-        self.label_kinds: dict[str, str] = {}
-        for folder in SPLITS:
-            entries, kind = scan_split(root, folder)
-            self.entries += entries
-            self.label_kinds[folder] = kind
-        if len(set(self.label_kinds.values())) != 1:
-            raise SourceFormatError(
-                f"{root}: train/ has {self.label_kinds['train']}/ but val/ has "
-                f"{self.label_kinds['val']}/; both splits must come from the same copy.", path=root)
-
-    @property
-    def label_kind(self) -> str:
-        return next(iter(self.label_kinds.values()))
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def __iter__(self) -> Iterator[Sample]:
-        for e in self.entries:
-            folder = "train" if e.split == "train" else "val"
-            yield _Pending(image_id=f"{folder}-{e.key}", split=e.split, images={}, entry=e)
-
-
-@dataclass
-class _Report:
-    root: str = ""
-    label_kind: str = SEMANTIC_LABELS
-    from_archive: bool = False
-    notes: list[str] = field(default_factory=list)
+def list_root(root: Path) -> tuple[list[ZJURef], str]:
+    """Every scene of both splits (train/ then val/) and the label kind they share."""
+    entries: list[Entry] = []
+    label_kinds: dict[str, str] = {}
+    for folder in SPLITS:
+        found, kind = scan_split(root, folder)
+        entries += found
+        label_kinds[folder] = kind
+    if len(set(label_kinds.values())) != 1:
+        raise SourceFormatError(
+            f"{root}: train/ has {label_kinds['train']}/ but val/ has "
+            f"{label_kinds['val']}/; both splits must come from the same copy.", path=root)
+    refs = []
+    for e in entries:
+        folder = "train" if e.split == "train" else "val"
+        refs.append(ZJURef(image_id=f"{folder}-{e.key}", split=e.split, files={"label": str(e.label)}, entry=e))
+    return refs, label_kinds["train"]
 
 
 class ZJURGBP(SourceConverter):
-    name = "zju_rgbp"
-    configs = ("polarization-zju",)
-    ignore_labels = (0, VOID)
-    connectivity = 8
-    info = SourceInfo(
-        name="ZJU-RGBP (RGB-P dataset)",
-        homepage="https://huggingface.co/datasets/Zhonghua/ZJU_RGB_P",
-        license="apache-2.0 (dataset card of the Hugging Face mirror)",
-        citation=CITATION,
-        notes=(
-            "394 scenes (344 train / 50 val; val is the test split), each photographed "
-            "behind a linear polarizer at 0°, 45°, 90° and 135°; 8 semantic classes.",
-        ),
-    )
+    record = RECORD
 
-    def __init__(self) -> None:
-        self._report = _Report()
-
-    def category_names(self, configs: Sequence[str] = ()) -> list[str]:
-        return list(CLASS_NAMES)
-
-    def describe(self, config: str) -> ConfigDescription:
-        if config != "polarization-zju":
-            raise KeyError(config)
-        columns = {"rgb": "unpolarized intensity round((I0 + I45 + I90 + I135) / 4) per channel, "
-                          "8-bit RGB PNG (derived, not a separate photograph)"}
-        for a in ANGLES:
-            columns[f"angle_{a}"] = (f"the release's {a}° polarizer image, 8-bit RGB PNG, stored "
-                                     "losslessly")
-        notes = [
-            "aims.modality_tensor(row, 'polarization-zju') gives 9 channels [I_R, I_G, I_B, "
-            "AoLP_R, AoLP_G, AoLP_B, DoLP_R, DoLP_G, DoLP_B] from the Stokes parameters: "
-            "I = (I0 + I90) / 2 / 255, AoLP = ½·atan2(I45 − I135, I0 − I90) in radians "
-            "(−π/2, π/2], DoLP = √(S1² + S2²) / S0 clipped to [0, 1] (0 where S0 = 0). "
-            "'polarization-zju-simcmf' reproduces the SimCMF loader (I = ½ΣI + 1e-4 in "
-            "0..510, AoLP = ½·arctan(S2/S1) in ±π/4).",
-            "Split: the release's train/ → train (validation carved from it), val/ → test.",
-        ]
-        if self._report.label_kind == INSTANCE_LABELS:
-            notes.append(f"Input: the SimCMF repack ({self._report.root}); instances are its "
-                         "label_sam ids as given, without classes (category -1).")
-        else:
-            notes.append("Labels: VOC-palette PNGs, class 0 (unlabelled) and 255 (void) "
-                         "ignored; instances = 8-connected components per class.")
-        return ConfigDescription(config=config, description="ZJU-RGBP: RGB polarization "
-                                 "images at four polarizer angles, 8 urban classes.",
-                                 columns=columns, notes=tuple(notes))
-
-    def derive(self, sample: Sample, configs: Sequence[str]) -> Sample:
-        if isinstance(sample, _Pending):
-            assert sample.entry is not None
-            return read_entry(sample.entry, sample.image_id)
-        return sample
-
-    def open(self, configs: Sequence[str], *, source: Path | None = None,
-             downloader: Downloader | None = None) -> SampleStream:
+    def list_samples(self, configs: Sequence[str], *, source: Path | None = None,
+                     downloader: Downloader | None = None, instances: str = "release") -> ZJUListing:
         root = self.locate(source, downloader)
-        stream = ZJUStream(root)
-        self._report = _Report(root=root.name, label_kind=stream.label_kind)
-        return stream
+        refs, kind = list_root(root)
+        where = RECORD.instances
+        if kind == INSTANCE_LABELS:
+            where = InstanceSource(REPACK_IDS, RECORD.instances.connectivity,
+                                   "the SimCMF repack's label_sam/ ids, kept as given (no classes)")
+        return ZJUListing(refs=refs, category_names=list(RECORD.classes),
+                          instance_sources={s: where for s in ("train", "test")}, root=root.name,
+                          label_kind=kind)
+
+    def load(self, ref: SampleRef, configs: Sequence[str]) -> Sample:
+        assert isinstance(ref, ZJURef) and ref.entry is not None
+        return read_entry(ref.entry, ref.image_id)
+
+    def notes(self, config: str, listing: Listing) -> list[str]:
+        assert isinstance(listing, ZJUListing)
+        if listing.label_kind == INSTANCE_LABELS:
+            return [f"Input: the SimCMF repack ({listing.root}); instances are its label_sam ids as "
+                    "given, without classes (category -1)."]
+        return []
 
     def locate(self, source: Path | None, downloader: Downloader | None = None) -> Path:
         """The folder holding train/ and val/: found under ``source`` (a folder), or
         extracted from the archive (``source`` itself, a copy inside ``source``, or
         downloaded and checked against the pinned sha256)."""
-        from aims.extract import safe_extract
-        from aims.fetch import fetch
-        from aims.paths import downloads_dir
-
-        spec = source_file()
-        cache = downloads_dir(self.name)
-        archive: Path | None = None
         if source is not None:
             source = Path(source)
             if source.is_dir():
                 root = find_root(source)
                 if root is not None:
                     return root
-                if (source / ARCHIVE).is_file():
-                    archive = fetch(spec, source=source / ARCHIVE, cache_dir=cache)
-                else:
+                if not (source / ARCHIVE).is_file():
                     raise AimsError(
                         f"{source} holds neither {ARCHIVE} nor a ZJU-RGBP folder with train/ "
-                        f"and val/ (found: {_describe_folder(source)}). Pass the archive, the "
+                        f"and val/ (found: {describe_folder(source)}). Pass the archive, the "
                         "folder it was extracted into, or the SimCMF repack folder zju-rgbp.",
                         path=source)
-            elif source.is_file():
-                archive = fetch(spec, source=source, cache_dir=cache)
-            else:
+                source = source / ARCHIVE
+            elif not source.is_file():
                 raise AimsError(f"--source {source} does not exist.", path=source)
-        else:
-            archive = fetch(spec, cache_dir=cache, downloader=downloader)
-        target = safe_extract(archive, cache / "RGB-P-dataset", fingerprint=spec.known_hash)
+        archive = fetch_declared(RECORD, ARCHIVE, source=source, downloader=downloader)
+        target = extract_archive(archive, RECORD.name, folder=EXTRACTED_FOLDER,
+                                 fingerprint=RECORD.file(ARCHIVE).known_hash, progress=False)
         root = find_root(target)
         if root is None:
             raise SourceFormatError(
                 f"{archive} extracted into {target}, but no folder there holds train/ and val/ "
-                f"(found: {_describe_folder(target)}). The archive's layout is not the "
+                f"(found: {describe_folder(target)}). The archive's layout is not the "
                 "expected ZJU-RGBP layout; report it to the AIMS maintainers.", path=archive)
         return root
 

@@ -14,19 +14,55 @@ import math
 import os
 import re
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from aims.atomic import atomic_write_bytes, remove_stale_temporaries
+from aims.converters import registry
+from aims.derived import LiveMapping, LiveTuple
 from aims.errors import AimsError
 
-#: the five modalities of the headline mean, in the paper's column order
-MODALITIES = ("thermal", "polarization", "depth", "hha", "nir")
-#: the RGB-X pseudo modalities of the paper's Table 2
-PSEUDO_MODALITIES = ("rgb-thermal", "rgb-depth", "rgb-hha", "rgb-nir")
 REPORTED = "reported in paper"
+PAPER_RESULTS = "paper_results.json"
+
+
+def paper_results() -> dict[str, Any]:
+    """The SimCMF paper's tables (``leaderboard/paper_results.json``)."""
+    return json.loads(resources.files("aims.leaderboard").joinpath(PAPER_RESULTS).read_text("utf-8"))
+
+
+def _paper_order(table: str) -> list[str]:
+    """The column order of one of the paper's tables (the keys of its rows, first seen first)."""
+    return list(dict.fromkeys(k for row in paper_results()[table] for k in row["miou"]))
+
+
+def _in_paper_order(names: list[str], table: str) -> tuple[str, ...]:
+    order = _paper_order(table)
+    return tuple(sorted(names, key=lambda n: (order.index(n) if n in order else len(order), names.index(n))))
+
+
+def _headline_columns() -> tuple[str, ...]:
+    return _in_paper_order(list(registry.headline_configs()), "modalities")
+
+
+def _rgb_x_columns() -> tuple[str, ...]:
+    names = [m.name for c in registry.config_records().values() for m in c.modalities if m.is_rgb_x]
+    return _in_paper_order(names, "rgb_x")
+
+
+def _display_labels() -> dict[str, str]:
+    return {m.name: m.label for c in registry.config_records().values() for m in c.modalities if m.label}
+
+
+#: the headline modalities (records with ``headline=True``), in the paper's column order
+HEADLINE_COLUMNS: tuple[str, ...] = LiveTuple(_headline_columns, registry.generation)  # type: ignore[assignment]
+#: the RGB-X pseudo modalities (shuffled RGB + X stacks of the records), paper's Table 2 order
+RGB_X_COLUMNS: tuple[str, ...] = LiveTuple(_rgb_x_columns, registry.generation)  # type: ignore[assignment]
+#: modality -> its leaderboard title, from the records
+DISPLAY_LABELS: Mapping[str, str] = LiveMapping(_display_labels, registry.generation)
 
 
 @dataclass
@@ -49,14 +85,14 @@ def _pct(value: float | None) -> float | None:
     return None if value is None else round(100.0 * float(value), 2)
 
 
-def _five_mean(miou: dict[str, float | None]) -> float | None:
-    values = [miou.get(m) for m in MODALITIES]
+def _headline_mean(miou: dict[str, float | None]) -> float | None:
+    values = [miou.get(m) for m in HEADLINE_COLUMNS]
     return round(sum(values) / len(values), 2) if all(v is not None for v in values) else None
 
 
 def reference_entries() -> list[Entry]:
     """The SimCMF paper's Tables 1–3 and the alignment ablation (SAM ViT-B, ``simcmf``)."""
-    doc = json.loads(resources.files("aims.leaderboard").joinpath("paper_results.json").read_text("utf-8"))
+    doc = paper_results()
     out = []
     for group, key in (("modalities", "modalities"), ("rgb-x", "rgb_x"),
                        ("alignment ablation", "alignment_ablation")):
@@ -64,7 +100,7 @@ def reference_entries() -> list[Entry]:
             miou = dict(row["miou"])
             mean = row.get("mean")
             if mean is None and group == "modalities":
-                mean = _five_mean(miou)
+                mean = _headline_mean(miou)
             out.append(Entry(
                 method=row["method"], model=row["model"], protocol=doc["protocol"], group=group,
                 miou=miou, mean=mean, trainable_params_m=row.get("trainable_params_m"),
@@ -93,12 +129,12 @@ def _params_millions(meta: dict[str, Any]) -> float | None:
 def entry_from_results(doc: dict[str, Any], link: str | None = None) -> Entry:
     """A validated results document as a leaderboard row."""
     headline = doc["headline"]
-    miou: dict[str, float | None] = {m: _pct(headline["modalities"].get(m)) for m in MODALITIES}
+    miou: dict[str, float | None] = {m: _pct(headline["modalities"].get(m)) for m in HEADLINE_COLUMNS}
     for config, summary in doc["configs"].items():
         if summary.get("modality") is None:  # e.g. polarization-zju: shown, not in the mean
             miou[config] = _pct(summary.get("miou"))
     meta = doc.get("meta") or {}
-    pseudo = meta.get("modality") in PSEUDO_MODALITIES
+    pseudo = meta.get("modality") in RGB_X_COLUMNS
     if pseudo:
         miou = {meta["modality"]: next((v for v in miou.values() if v is not None), None)}
     return Entry(

@@ -23,11 +23,7 @@ from urllib.parse import quote
 
 from aims.atomic import atomic_write_bytes, atomic_write_text, remove_stale_temporaries
 from aims.errors import AimsError
-from aims.leaderboard.entries import MODALITIES, PSEUDO_MODALITIES, REPORTED, Entry
-
-_LABELS = {"thermal": "Thermal", "polarization": "Polarization", "depth": "Depth", "hha": "HHA",
-           "nir": "NIR", "rgb-thermal": "RGB-T", "rgb-depth": "RGB-D", "rgb-hha": "RGB-HHA",
-           "rgb-nir": "RGB-NIR", "polarization-zju": "Polarization (ZJU)"}
+from aims.leaderboard.entries import DISPLAY_LABELS, HEADLINE_COLUMNS, REPORTED, RGB_X_COLUMNS, Entry
 _PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
             "#ff9da7", "#9c755f", "#bab0ac")
 
@@ -97,9 +93,9 @@ def sections(entries: Sequence[Entry]) -> list[tuple[str, list[str], list[Entry]
     protocols = sorted({e.protocol for e in entries if e.group == "modalities"})
     for protocol in protocols:
         rows = [e for e in entries if e.group == "modalities" and e.protocol == protocol]
-        extra = sorted({k for e in rows for k in e.miou if k not in MODALITIES})
-        out.append((f"Modalities — protocol {protocol}", [*MODALITIES, *extra], rows))
-    for group, title, columns in (("rgb-x", "RGB-X pseudo modalities", list(PSEUDO_MODALITIES)),
+        extra = sorted({k for e in rows for k in e.miou if k not in HEADLINE_COLUMNS})
+        out.append((f"Modalities — protocol {protocol}", [*HEADLINE_COLUMNS, *extra], rows))
+    for group, title, columns in (("rgb-x", "RGB-X pseudo modalities", list(RGB_X_COLUMNS)),
                                   ("alignment ablation", "Cross-modal alignment (polarization, LoRA)",
                                    ["polarization"])):
         rows = [e for e in entries if e.group == group]
@@ -117,7 +113,7 @@ def markdown(entries: Sequence[Entry]) -> str:
     parts = []
     for title, columns, rows in sections(entries):
         with_mean = title.startswith("Modalities")
-        head = ["method", "model", "trainable params (M)", *(_LABELS.get(c, c) for c in columns)]
+        head = ["method", "model", "trainable params (M)", *(DISPLAY_LABELS.get(c, c) for c in columns)]
         head += ["mean"] if with_mean else []
         head += ["source"]
         lines = [f"**{md_text(title)}** (mIoU %)", "", "| " + " | ".join(md_text(h) for h in head) + " |",
@@ -203,9 +199,9 @@ def bar_chart(columns: Sequence[str], rows: Sequence[Entry], *, width: int = 900
             h = plot_h * min(max(value, 0.0), 100.0) / 100  # a bar never leaves the plot
             out.append(f'<rect x="{x0 + i * bar_w:.1f}" y="{top + plot_h - h:.1f}" width="{bar_w * 0.92:.1f}" '
                        f'height="{h:.1f}" fill="{_PALETTE[i]}"><title>{html_text(entry.method)} · '
-                       f'{html_text(_LABELS.get(column, column))}: {value:.2f}</title></rect>')
+                       f'{html_text(DISPLAY_LABELS.get(column, column))}: {value:.2f}</title></rect>')
         out.append(f'<text x="{left + (g + 0.5) * group_w:.1f}" y="{height - bottom + 18}" '
-                   f'text-anchor="middle">{html_text(_LABELS.get(column, column))}</text>')
+                   f'text-anchor="middle">{html_text(DISPLAY_LABELS.get(column, column))}</text>')
     out.append("</svg>")
     legend = "".join(f'<span class="key"><i style="background:{_PALETTE[i]}"></i>{html_text(e.method)}</span>'
                      for i, e in enumerate(rows))
@@ -262,7 +258,7 @@ def _cell(value: float | None, best: bool = False) -> str:
 
 def _table(title: str, columns: Sequence[str], rows: Sequence[Entry]) -> str:
     with_mean = title.startswith("Modalities")
-    head = ["method", "model", "params (M)", *(_LABELS.get(c, c) for c in columns)]
+    head = ["method", "model", "params (M)", *(DISPLAY_LABELS.get(c, c) for c in columns)]
     head += ["mean"] if with_mean else []
     head += ["source"]
     best = {c: max((v for e in rows if (v := _finite(e.miou.get(c))) is not None), default=None) for c in columns}

@@ -37,7 +37,7 @@ from aims.converters.ivrg_nir_miniature import (
     write_miniature,
 )
 from aims.errors import AimsError, SourceFormatError
-from aims.modalities import MODALITIES, modality_tensor
+from aims.modalities import MODALITY_STACKS, modality_tensor
 from aims.prepare import prepare_source
 
 AIMS = Path(sys.executable).with_name("aims")
@@ -184,26 +184,24 @@ def test_modality_tensors_nir_and_shuffled_rgb_nir(prepared):
     x = modality_tensor(row, "rgb-nir")
     assert x.shape == (4, *nir.shape[1:])
     # documented order [B, R, G, NIR] = default_rng(0).permutation(4) applied to [R, G, B, NIR]
-    assert MODALITIES["rgb-nir"].permutation().tolist() == [2, 0, 1, 3]
+    assert MODALITY_STACKS["rgb-nir"].permutation().tolist() == [2, 0, 1, 3]
     np.testing.assert_array_equal(x, np.concatenate([rgb[2:3], rgb[0:1], rgb[1:2], nir]))
     np.testing.assert_array_equal(x, modality_tensor(row, "rgb-nir"))  # deterministic
 
 
 def test_two_sources_given_separately(mini):
-    stream = CONVERTER.open(["nir"], source=[mini / REPACK_FOLDER, mini / NIRSCENE_ZIP])
-    with stream:
-        assert len(stream) == 6 and stream.tiff_frames == 6
-        assert {p.entry.nir_rel: p.key for p in stream._plans} == TRUTH
+    with CONVERTER.list_samples(["nir"], source=[mini / REPACK_FOLDER, mini / NIRSCENE_ZIP]) as listing:
+        assert len(listing) == 6 and listing.tiff_frames == 6
+        assert {p.entry.nir_rel: p.key for p in listing.plans} == TRUTH
     with pytest.raises(AimsError, match="no segmentation labels"):
-        CONVERTER.open(["nir"], source=[mini / NIRSCENE_ZIP])
+        CONVERTER.list_samples(["nir"], source=[mini / NIRSCENE_ZIP])
 
 
 def test_an_extracted_nirscene1_folder_matches_too(mini, tmp_path):
     with zipfile.ZipFile(mini / NIRSCENE_ZIP) as zf:
         zf.extractall(tmp_path)
-    stream = CONVERTER.open(["nir"], source=[mini / REPACK_FOLDER, tmp_path / "nirscene1"])
-    with stream:
-        assert {p.entry.nir_rel: p.key for p in stream._plans} == TRUTH
+    with CONVERTER.list_samples(["nir"], source=[mini / REPACK_FOLDER, tmp_path / "nirscene1"]) as listing:
+        assert {p.entry.nir_rel: p.key for p in listing.plans} == TRUTH
 
 
 # --------------------------------------------------------------------------- repack only
@@ -232,10 +230,13 @@ def test_colour_nir_jpeg_becomes_pillow_luma(tmp_path):
     grey = np.asarray(Image.open(jpg))
     colour = np.stack([grey, np.roll(grey, 3, axis=1), grey // 2], axis=2)
     Image.fromarray(colour).save(jpg, format="JPEG", quality=95)
-    stream = CONVERTER.open(["nir"], source=src)
-    sample = next(s for s in stream if s.image_id == "IMG_0001")
+    samples, _ = CONVERTER.read_samples(["nir"], source=src)
+    sample = next(s for s in samples if s.image_id == "IMG_0001")
     np.testing.assert_array_equal(sample.images["nir"], np.asarray(Image.open(jpg).convert("L")))
-    assert stream.converted_colour_nir == 1
+    assert [s.image_id for s in samples if s.facts.get("nir_from_colour")] == ["IMG_0001"]
+    result = _prepare(src, tmp_path / "ds")  # the card counts the conversion
+    assert "1 NIR JPEG(s) were stored as 3-channel colour" in (tmp_path / "ds" / "README.md").read_text()
+    assert result.skipped == []
 
 
 # --------------------------------------------------------------------------- refusals
@@ -288,7 +289,7 @@ def test_the_refusal_lists_twenty_frames_and_counts_the_rest(tmp_path):
     src = write_miniature(tmp_path / "a", num_images=24, with_nirscene=False)
     other = write_miniature(tmp_path / "b", seed=1, num_images=24)  # other scenes, same names
     with pytest.raises(AimsError) as err:
-        CONVERTER.open(["nir"], source=[src / REPACK_FOLDER, other / NIRSCENE_ZIP])
+        CONVERTER.list_samples(["nir"], source=[src / REPACK_FOLDER, other / NIRSCENE_ZIP])
     msg = str(err.value)
     assert "24 of the repack's 24 frames" in msg and "; and 4 more." in msg
     assert msg.count("NIRimages/IMG_") == 20
@@ -306,7 +307,7 @@ def test_a_sixteen_bit_nirscene1_tiff_is_no_candidate_and_is_named(mini, tmp_pat
 
     _edit_zip(src / NIRSCENE_ZIP, edit)
     with pytest.raises(AimsError) as err:
-        CONVERTER.open(["nir"], source=src)
+        CONVERTER.list_samples(["nir"], source=src)
     msg = str(err.value)
     assert f"{nir_rel} (128×" in msg and "1 nirscene1 file(s) could not be read" in msg
     assert name in msg and "8-bit" in msg
@@ -364,7 +365,7 @@ def test_a_csv_path_that_does_not_exist_names_the_csv_and_the_file(mini, tmp_pat
     missing = _repack_file(src, "RGBimages/IMG_0002_rgb.JPG")
     missing.unlink()
     with pytest.raises(AimsError) as err:
-        CONVERTER.open(["nir"], source=src)
+        CONVERTER.list_samples(["nir"], source=src)
     assert SPLIT_CSV["test"] in str(err.value) and str(missing) in str(err.value)
     assert "line 2" in str(err.value)
 
@@ -397,7 +398,7 @@ def test_a_missing_csv_is_refused(mini, tmp_path):
     src = _copy(mini, tmp_path)
     (src / REPACK_FOLDER / SPLIT_CSV["test"]).unlink()
     with pytest.raises(AimsError, match="does not exist"):
-        CONVERTER.open(["nir"], source=src)
+        CONVERTER.list_samples(["nir"], source=src)
 
 
 def test_label_size_different_from_its_image_is_skipped_and_counted(mini, tmp_path):

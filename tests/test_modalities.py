@@ -11,7 +11,7 @@ from PIL import Image
 import aims
 from aims.errors import AimsError
 from aims.imageio import encode_png
-from aims.modalities import MODALITIES, Modality, column_tensor, modality_tensor
+from aims.modalities import MODALITY_STACKS, Modality, column_tensor, modality_tensor, unregister_modality
 
 
 def _example(h=5, w=7):
@@ -56,7 +56,7 @@ def test_rgb_x_is_a_fixed_shuffle():
     x = modality_tensor(ex, "rgb-depth")
     assert x.shape == (4, 5, 7)
     stacked = np.concatenate([modality_tensor(ex, "rgb"), modality_tensor(ex, "depth")])
-    perm = MODALITIES["rgb-depth"].permutation()
+    perm = MODALITY_STACKS["rgb-depth"].permutation()
     assert sorted(perm.tolist()) == [0, 1, 2, 3] and perm.tolist() != [0, 1, 2, 3]
     np.testing.assert_array_equal(x, stacked[perm])
     np.testing.assert_array_equal(x, modality_tensor(ex, "rgb-depth"))  # same every call
@@ -83,7 +83,7 @@ def test_registering_a_modality_is_a_few_lines():
         depth, _, hha = _example()
         assert modality_tensor({"depth": depth, "hha": hha}, "depth-hha").shape == (4, 5, 7)
     finally:
-        MODALITIES.pop("depth-hha", None)
+        unregister_modality("depth-hha")
 
 
 def test_column_tensor_matches_modality_tensor():

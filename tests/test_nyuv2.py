@@ -76,9 +76,8 @@ def test_depth_is_stored_in_rounded_millimetres():
 
 
 def test_stream_yields_every_frame_with_40_class_labels(nyuv2_miniature):
-    with CONVERTER.open(["depth"], source=nyuv2_miniature) as stream:
-        samples = list(stream)
-    assert len(samples) == len(stream) == 8
+    samples, listing = CONVERTER.read_samples(["depth"], source=nyuv2_miniature)
+    assert len(samples) == len(listing) == 8
     assert [s.split for s in samples].count("test") == 3
     assert all(s.semantic.max() <= 40 for s in samples)
     assert samples[0].image_id == "0001" and set(samples[0].images) == {"rgb", "depth"}

@@ -66,11 +66,10 @@ def test_prepare_from_the_parent_folder_keeps_the_repack_values(repack, tmp_path
 
 def test_millimetre_depth_is_detected(tmp_path):
     root = write_miniature(tmp_path / "mm", num_frames=3, depth_unit="mm")
-    stream = CONVERTER.open(["depth"], source=root)
-    sample = next(iter(stream))
+    samples, _ = CONVERTER.read_samples(["depth"], source=root)
     d = np.load(root / "Depth" / "1.npy")
-    np.testing.assert_array_equal(sample.images["depth"], np.floor(d.astype(np.float64) + 0.5).astype(np.uint16))
-    assert stream.report.depth_units == {"mm"}
+    np.testing.assert_array_equal(samples[0].images["depth"], np.floor(d.astype(np.float64) + 0.5).astype(np.uint16))
+    assert {s.facts["depth_unit"] for s in samples} == {"mm"}
 
 
 def test_ambiguous_depth_units_are_refused_naming_the_file(repack, tmp_path):
@@ -99,27 +98,27 @@ def test_missing_files_and_empty_split_are_refused(repack, tmp_path):
     root = _copy(repack, tmp_path)
     (root / "Mask_gt" / "3.png").unlink()
     with pytest.raises(AimsError, match="lacks 1 file") as err:
-        CONVERTER.open(["depth"], source=root)
+        CONVERTER.list_samples(["depth"], source=root)
     assert str(root / "Mask_gt" / "3.png") in str(err.value)
     root2 = _copy(repack, tmp_path / "b")
     (root2 / "test.txt").write_text("\n")
     with pytest.raises(SourceFormatError, match="test split must not be empty"):
-        CONVERTER.open(["depth"], source=root2)
+        CONVERTER.list_samples(["depth"], source=root2)
 
 
 def test_size_mismatch_is_skipped_and_zero_based_numbering_is_shifted(repack, tmp_path):
     root = _copy(repack, tmp_path)
     ids = np.asarray(Image.open(root / "Mask_gt" / "4.png"))
     Image.fromarray(np.ascontiguousarray(ids[:, :-3])).save(root / "Mask_gt" / "4.png")
-    stream = CONVERTER.open(["depth"], source=root)
-    ids_seen = [s.image_id for s in stream]
-    assert "0004" not in ids_seen and [s.image_id for s in stream.skipped] == ["0004"]
-    assert "sizes differ" in stream.skipped[0].reason
+    result = _prepare(root, tmp_path / "ds", configs=("depth",))
+    assert [s.image_id for s in result.skipped] == ["0004"]
+    assert "sizes differ" in result.skipped[0].reason
+    assert sum(c["images"] for c in result.counts["depth"].values()) == 5
     # a repack numbered from 0
     root0 = _copy(repack, tmp_path / "zero")
     for sub, ext in (("RGB", "jpg"), ("Depth", "npy"), ("HHA", "jpg"), ("Mask_gt", "png")):
         (root0 / sub / f"6.{ext}").rename(root0 / sub / f"0.{ext}")
     (root0 / "train.txt").write_text((root0 / "train.txt").read_text().replace("RGB/6.jpg", "RGB/0.jpg"))
-    stream = CONVERTER.open(["depth"], source=root0)
-    assert sorted(s.image_id for s in stream) == [f"{n:04d}" for n in range(1, 7)]
-    assert stream.report.zero_based
+    with CONVERTER.list_samples(["depth"], source=root0) as listing:
+        assert sorted(r.image_id for r in listing.refs) == [f"{n:04d}" for n in range(1, 7)]
+        assert listing.zero_based

@@ -11,7 +11,7 @@ import datasets
 import numpy as np
 import pytest
 
-from aims.converters.registry import CONFIGS, converter
+from aims.converters.registry import SOURCE_CONFIGS, converter
 from aims.modalities import modality_tensor
 
 #: config -> {modality: channels}, as documented in the card and docs/architecture.md
@@ -28,7 +28,7 @@ EXPECTED_CHANNELS = {
 @pytest.fixture(scope="module")
 def all_prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("all")
-    for name in CONFIGS:
+    for name in SOURCE_CONFIGS:
         converter(name).write_miniature(root / "sources" / name)
     result = subprocess.run(
         [sys.executable, "-m", "aims", "prepare", "--modality", "all", "--source",
@@ -40,7 +40,7 @@ def all_prepared(tmp_path_factory):
 
 def test_every_config_is_built_and_summarised(all_prepared):
     dataset_dir, stdout = all_prepared
-    assert set(EXPECTED_CHANNELS) == {c for cs in CONFIGS.values() for c in cs}
+    assert set(EXPECTED_CHANNELS) == {c for cs in SOURCE_CONFIGS.values() for c in cs}
     for config in EXPECTED_CHANNELS:
         assert config in stdout
         assert (dataset_dir / config / "aims_config.json").is_file()

@@ -126,18 +126,22 @@ def test_corrupt_mat_is_a_clean_error(nyuv2_miniature, tmp_path):
     _assert_clean_error(result, LABELED_MAT)
 
 
-def test_corrupt_chunk_inside_mat_is_a_clean_error(nyuv2_miniature, tmp_path):
-    """The header is intact but image data is damaged: found when the frame is read."""
+def test_corrupt_chunk_inside_mat_skips_that_frame(nyuv2_miniature, tmp_path):
+    """The header is intact but image data is damaged: found when the frame is read (in a
+    worker), and that frame is skipped."""
     src = _copy_source(nyuv2_miniature, tmp_path / "src")
     with h5py.File(src / LABELED_MAT, "r") as f:
         offset = f["labels"].id.get_chunk_info(3).byte_offset
     with open(src / LABELED_MAT, "r+b") as fh:
         fh.seek(offset)
         fh.write(b"\xff" * 64)
-    with pytest.raises(AimsError, match="frame 4"):
-        prepare_source(CONVERTER, ["depth"], dataset_dir=tmp_path / "ds", source=src,
-                       workers=1, progress=False)
-    assert not (tmp_path / "ds" / "depth").exists()
+    result = prepare_source(CONVERTER, ["depth"], dataset_dir=tmp_path / "ds", source=src,
+                            workers=2, progress=False)
+    # an unreadable frame is skipped, counted and named, like any unreadable sample
+    assert [s.image_id for s in result.skipped] == ["0004"]
+    assert "frame 4 cannot be read" in result.skipped[0].reason and LABELED_MAT in result.skipped[0].path
+    assert sum(c["images"] for c in result.counts["depth"].values()) == 7
+    assert "1 source sample(s) skipped: 0004" in (tmp_path / "ds" / "README.md").read_text()
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -190,7 +194,7 @@ def test_split_file_checksum_mismatch(nyuv2_miniature, tmp_path):
 
 def test_real_split_file_is_fetched_through_the_download_path(tmp_path):
     """The pinned sha256 matches the real file when a downloader delivers it."""
-    from aims.converters.nyuv2 import source_files
+    from aims.converters.nyuv2_record import RECORD
     from aims.fetch import fetch
     from conftest import require_shared
 
@@ -201,8 +205,8 @@ def test_real_split_file_is_fetched_through_the_download_path(tmp_path):
         calls.append(url)
         shutil.copyfile(real, output)
 
-    path = fetch(source_files()[SPLITS_MAT], cache_dir=tmp_path / "cache", downloader=copy_download)
-    assert path.read_bytes() == real.read_bytes() and calls == [source_files()[SPLITS_MAT].url]
+    path = fetch(RECORD.file(SPLITS_MAT), cache_dir=tmp_path / "cache", downloader=copy_download)
+    assert path.read_bytes() == real.read_bytes() and calls == [RECORD.file(SPLITS_MAT).url]
 
 
 def test_output_folder_not_writable(nyuv2_miniature, tmp_path):

@@ -25,17 +25,10 @@ from PIL import Image
 
 import aims
 from aims.converters.registry import group_by_source
-from aims.converters.rgbp_glass import (
-    BROKEN_IDS,
-    COMPONENTS,
-    CONVERTER,
-    RELEASE_COCO,
-    RGBPGlass,
-    locate,
-    read_glass_mask,
-)
+from aims.converters.record import CONNECTED_COMPONENTS, RELEASE_INSTANCES
+from aims.converters.rgbp_glass import BROKEN_IDS, CONVERTER, locate, read_glass_mask
 from aims.converters.rgbp_glass_miniature import TEST_IDS, TRAIN_IDS
-from aims.errors import AimsError, SourceFormatError
+from aims.errors import AimsError, SourceFormatError, UnreadableSample
 from aims.imageio import decode_png
 from aims.instances import split_instances
 from aims.prepare import prepare_source
@@ -54,10 +47,9 @@ def miniature(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def prepared(miniature, tmp_path_factory):
     out = tmp_path_factory.mktemp("rgbp_prepared") / "dataset"
-    converter = RGBPGlass()
-    result = prepare_source(converter, ["polarization"], dataset_dir=out, source=miniature,
+    result = prepare_source(CONVERTER, ["polarization"], dataset_dir=out, source=miniature,
                             workers=2, progress=False)
-    return out, result, converter
+    return out, result
 
 
 def _rows(dataset_dir: Path, *, decode: bool = True) -> dict[str, dict]:
@@ -99,9 +91,13 @@ def _copy(miniature: Path, tmp_path: Path) -> Path:
     return dst
 
 
-def _prepare(src: Path, tmp_path: Path, workers: int = 1, converter=CONVERTER):
-    return prepare_source(converter, ["polarization"], dataset_dir=tmp_path / "out", source=src,
-                          workers=workers, progress=False)
+def _prepare(src: Path, tmp_path: Path, workers: int = 1, instances: str = "release"):
+    return prepare_source(CONVERTER, ["polarization"], dataset_dir=tmp_path / "out", source=src,
+                          workers=workers, progress=False, instances=instances)
+
+
+def _kinds(result) -> dict[str, str]:
+    return {split: source.kind for split, source in result.instance_sources.items()}
 
 
 def test_registered_for_polarization():
@@ -109,7 +105,7 @@ def test_registered_for_polarization():
 
 
 def test_prepared_values_equal_the_source(prepared, miniature):
-    out, result, _ = prepared
+    out, result = prepared
     rows = _rows(out)
     raw = _rows(out, decode=False)
     assert sorted(rows) == sorted(GOOD_TRAIN + GOOD_TEST)
@@ -165,8 +161,8 @@ def test_release_files_have_the_real_encodings(miniature):
 
 
 def test_test_split_has_the_json_instance_counts(prepared, miniature):
-    out, result, converter = prepared
-    assert converter.instance_sources == {"train": RELEASE_COCO, "test": RELEASE_COCO}
+    out, result = prepared
+    assert _kinds(result) == {"train": RELEASE_INSTANCES, "test": RELEASE_INSTANCES}
     rows = _rows(out)
     coco = _coco(miniature, "test")
     merged = 0
@@ -189,9 +185,8 @@ def test_test_split_has_the_json_instance_counts(prepared, miniature):
 
 
 def test_components_option_reproduces_connected_components(miniature, tmp_path):
-    converter = RGBPGlass(instances="components")
-    result = _prepare(miniature, tmp_path, converter=converter)
-    assert converter.instance_sources == {"train": COMPONENTS, "test": COMPONENTS}
+    result = _prepare(miniature, tmp_path, instances="components")
+    assert _kinds(result) == {"train": CONNECTED_COMPONENTS, "test": CONNECTED_COMPONENTS}
     rows = _rows(tmp_path / "out")
     for image_id, row in rows.items():
         glass = read_glass_mask(_split_dir(miniature, image_id) / "mask" / f"{image_id}_mask.png")
@@ -203,16 +198,18 @@ def test_components_option_reproduces_connected_components(miniature, tmp_path):
         len(_polygons_by_rank(coco, i)) for i in GOOD_TEST)
     info = json.loads((tmp_path / "out" / "polarization" / "aims_config.json").read_text())
     assert any("instances='components'" in n for n in info["notes"])
+    assert info["instance_source"]["test"] == {"kind": "components", "connectivity": 8, "detail":
+                                               "connected components of mask/, as requested (instances='components')"}
+    assert "8-connectivity" in (tmp_path / "out" / "README.md").read_text()
     with pytest.raises(AimsError, match="instances must be one of"):
-        RGBPGlass(instances="panes")
+        _prepare(miniature, tmp_path, instances="panes")
 
 
 def test_split_without_json_falls_back_to_components(miniature, tmp_path):
     src = _copy(miniature, tmp_path)
     (src / "RGBP-Glass" / "test" / "instances_test.json").unlink()
-    converter = RGBPGlass()
-    _prepare(src, tmp_path, converter=converter)
-    assert converter.instance_sources == {"train": RELEASE_COCO, "test": COMPONENTS}
+    result = _prepare(src, tmp_path)
+    assert _kinds(result) == {"train": RELEASE_INSTANCES, "test": CONNECTED_COMPONENTS}
     info = json.loads((tmp_path / "out" / "polarization" / "aims_config.json").read_text())
     note = next(n for n in info["notes"] if n.startswith("Instance source"))
     assert "train: the release's instances_train.json" in note
@@ -271,7 +268,7 @@ def test_json_with_frames_the_folder_lacks_is_fine(miniature, tmp_path):
 
 
 def test_broken_ids_are_skipped_and_reported(prepared):
-    out, result, _ = prepared
+    out, result = prepared
     assert set(BROKEN_IDS) <= set(TRAIN_IDS)
     assert sorted(s.image_id for s in result.skipped) == sorted(BROKEN_IDS)
     assert all("broken" in s.reason for s in result.skipped)
@@ -353,7 +350,7 @@ def test_layout_variants_are_found(miniature, tmp_path, shape):
 
 def test_manual_download_message_without_source():
     with pytest.raises(AimsError) as err:
-        CONVERTER.open(["polarization"])
+        CONVERTER.list_samples(["polarization"])
     msg = str(err.value)
     assert "1L7M3DlSeIeFr7eqDFfp5X_9UH6Qr-tPB" in msg and "drive.google.com" in msg
     assert "aims prepare --modality polarization --source PATH" in msg
@@ -375,14 +372,22 @@ def test_nothing_recognisable_lists_what_was_found(tmp_path):
     assert "photos/, readme.txt" in str(err.value) and "image/<id>_rgb.tiff" in str(err.value)
 
 
+def _skipped_one(result, tmp_path: Path, image_id: str, path: Path, *needles: str) -> None:
+    """One unreadable sample: skipped (not fatal), counted, named with its file in the
+    summary and the card; every other sample is converted."""
+    assert [s.image_id for s in result.skipped if s.image_id not in BROKEN_IDS] == [image_id]
+    skipped = next(s for s in result.skipped if s.image_id == image_id)
+    assert str(path) in skipped.reason and all(n in skipped.reason for n in needles), skipped.reason
+    assert sum(c["images"] for c in result.counts["polarization"].values()) == len(GOOD_TRAIN + GOOD_TEST) - 1
+    assert f"{image_id} (" in (tmp_path / "out" / "README.md").read_text()
+
+
 def test_label_size_differs_from_image(miniature, tmp_path):
     src = _copy(miniature, tmp_path)
     mask = src / "RGBP-Glass" / "test" / "mask" / f"{GOOD_TEST[0]}_mask.png"
     Image.open(mask).resize((40, 30)).save(mask)
-    with pytest.raises(SourceFormatError) as err:
-        _prepare(src, tmp_path, workers=2)  # raised in a worker, re-raised here
-    assert str(mask) in str(err.value) and "40×30" in str(err.value)
-    assert not (tmp_path / "out" / "polarization").exists()
+    result = _prepare(src, tmp_path, workers=2)  # found in a worker, reported here
+    _skipped_one(result, tmp_path, GOOD_TEST[0], mask, "40×30")
 
 
 def test_empty_split(miniature, tmp_path):
@@ -404,22 +409,20 @@ def test_missing_aolp_for_one_id(miniature, tmp_path):
     assert str(gone) in str(err.value) and "does not exist" in str(err.value)
 
 
-def test_truncated_tiff_names_the_file(miniature, tmp_path):
+def test_truncated_tiff_is_skipped_naming_the_file(miniature, tmp_path):
     src = _copy(miniature, tmp_path)
     tiff = src / "RGBP-Glass" / "train" / "dolp" / f"{GOOD_TRAIN[0]}_dolp.tiff"
     tiff.write_bytes(tiff.read_bytes()[:500])
-    with pytest.raises(SourceFormatError) as err:
-        _prepare(src, tmp_path)
-    assert str(tiff) in str(err.value) and "truncated or corrupt" in str(err.value)
+    _skipped_one(_prepare(src, tmp_path), tmp_path, GOOD_TRAIN[0], tiff, "truncated or corrupt")
+    with pytest.raises(UnreadableSample, match="truncated or corrupt"):  # the same error outside the pipeline
+        CONVERTER.read_samples(["polarization"], source=src)
 
 
-def test_wrong_tiff_kind_names_the_file(miniature, tmp_path):
+def test_wrong_tiff_kind_is_skipped_naming_the_file(miniature, tmp_path):
     src = _copy(miniature, tmp_path)
     tiff = src / "RGBP-Glass" / "test" / "aolp" / f"{GOOD_TEST[0]}_aolp.tiff"
     Image.open(tiff).convert("L").save(tiff, format="TIFF")
-    with pytest.raises(SourceFormatError) as err:
-        _prepare(src, tmp_path)
-    assert str(tiff) in str(err.value) and "3-channel 8-bit TIFF" in str(err.value)
+    _skipped_one(_prepare(src, tmp_path), tmp_path, GOOD_TEST[0], tiff, "3-channel 8-bit TIFF")
 
 
 def test_full_resolution_is_the_release_size(tmp_path):

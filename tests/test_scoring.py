@@ -199,10 +199,10 @@ def test_results_document_validates_and_records_provenance(tmp_path, nyuv2_prepa
 
 def test_headline_needs_all_five_modalities():
     from aims.protocols import get_protocol
-    from aims.scoring import MODALITIES, Scores
+    from aims.scoring import HEADLINE_MODALITIES, Scores
 
     s = Scores(table=pd.DataFrame(), protocol=get_protocol("aims"), split="test", missing_policy="error", configs=[])
-    summary = {c: {"miou": 0.1 * (k + 1)} for k, c in enumerate(MODALITIES.values())}
+    summary = {c: {"miou": 0.1 * (k + 1)} for k, c in enumerate(HEADLINE_MODALITIES.values())}
     h = s.headline(summary)
     assert h["complete"] and h["miou"] == pytest.approx(0.3)
     assert "polarization-zju" not in h["modalities"]

@@ -137,7 +137,7 @@ def test_zip_archive_as_source(miniature, tmp_path):
 
 def test_manual_download_message_without_source():
     with pytest.raises(AimsError) as err:
-        CONVERTER.open(["thermal"])
+        CONVERTER.list_samples(["thermal"])
     msg = str(err.value)
     assert "1ysG04qGmnZv7UaybZUuyybaJYJLUkNHX" in msg
     assert "aims prepare --modality thermal --source PATH" in msg
@@ -169,17 +169,24 @@ def test_nothing_recognisable_lists_what_was_found(tmp_path):
     assert "images/" in str(err.value) and "RGB_T_Glass_train_GroundTruth.csv" in str(err.value)
 
 
+def _skipped_one(result, tmp_path: Path, image_id: str, path: Path, needle: str) -> None:
+    """One unreadable sample: skipped (not fatal), counted, named with its file in the
+    summary and the card; every other sample is converted."""
+    assert [s.image_id for s in result.skipped] == [image_id]
+    assert str(path) in result.skipped[0].reason and needle in result.skipped[0].reason
+    assert sum(c["images"] for c in result.counts["thermal"].values()) == len(ALL_IDS) - 1
+    assert f"1 source sample(s) skipped: {image_id}" in (tmp_path / "out" / "README.md").read_text()
+
+
 def test_label_size_differs_from_image(miniature, tmp_path):
     src = _copy(miniature, tmp_path)
     mask = _sample_dir(src / "RGB-T-glass", TEST_IDS[0]) / "mask.png"
     Image.open(mask).resize((20, 10)).save(mask)
-    with pytest.raises(SourceFormatError) as err:
-        _prepare(src, tmp_path, workers=2)
-    assert str(mask) in str(err.value) and "20×10" in str(err.value)
+    _skipped_one(_prepare(src, tmp_path, workers=2), tmp_path, TEST_IDS[0], mask, "20×10")
 
 
 @pytest.mark.parametrize("damage", ["truncated", "pickled", "kelvin", "nan"])
-def test_bad_temperature_file_names_the_file(miniature, tmp_path, damage):
+def test_bad_temperature_file_is_skipped_naming_the_file(miniature, tmp_path, damage):
     src = _copy(miniature, tmp_path)
     npy = _sample_dir(src / "RGB-T-glass", ALL_IDS[1]) / "temperature.npy"
     if damage == "truncated":
@@ -192,12 +199,9 @@ def test_bad_temperature_file_names_the_file(miniature, tmp_path, damage):
         t = np.load(npy)
         t[0, 0] = np.nan
         np.save(npy, t)
-    with pytest.raises(SourceFormatError) as err:
-        _prepare(src, tmp_path)
-    msg = str(err.value)
-    assert str(npy) in msg
-    assert {"truncated": "truncated or corrupt", "pickled": "cannot be read",
-            "kelvin": "Kelvin", "nan": "non-finite"}[damage] in msg
+    needle = {"truncated": "truncated or corrupt", "pickled": "cannot be read",
+              "kelvin": "Kelvin", "nan": "non-finite"}[damage]
+    _skipped_one(_prepare(src, tmp_path), tmp_path, ALL_IDS[1], npy, needle)
 
 
 def test_csv_path_that_does_not_exist(tmp_path):

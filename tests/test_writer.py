@@ -426,16 +426,24 @@ def test_config_writer_computes_stats_when_asked(tmp_path):
 
 
 def test_schema_columns_and_adding_a_config(tmp_path):
-    from aims.schema import CONFIGS, ConfigSchema, ModalityColumn, register_config
+    from aims.converters import registry
+    from aims.converters.record import (
+        CONNECTED_COMPONENTS, RGB8, ColumnRecord, ConfigRecord, InstanceSource, ModalityRecord, SourceRecord)
+    from aims.schema import CONFIG_SCHEMAS
 
     assert list(config_features("depth", CATS)) == [
         "image_id", "source", "rgb", "depth", "instances", "instance_ids", "category", "area",
         "bbox", "point", "point_simcmf"]
-    assert CONFIGS["hha"].column_names[3] == "hha"
+    assert CONFIG_SCHEMAS["hha"].column_names[3] == "hha"
     with pytest.raises(KeyError, match="known configs"):
         config_features("sonar", CATS)
+    # a config is added by a record; the schema follows it
+    nir_test = ConfigRecord("nir-test", "NIR test", (RGB8, ColumnRecord("nir", "16-bit PNG", "raw DN", "grey_unit", 1)),
+                            (ModalityRecord("nir-test", ("nir",), "raw NIR"),))
+    registry.register_source_record(SourceRecord(
+        name="nir_test", title="NIR test", homepage="", license="other", citation="", classes=("background", "thing"),
+        label_encoding="", instances=InstanceSource(CONNECTED_COMPONENTS, 8), configs=(nir_test,), converter=""))
     try:
-        register_config(ConfigSchema("nir-test", "NIR test", (ModalityColumn("nir", "16-bit PNG", "raw DN"),)))
         feats = config_features("nir-test", CATS)
         rows = {"train": [], "test": []}
         for split, k in (("train", 2), ("test", 1)):
@@ -446,9 +454,10 @@ def test_schema_columns_and_adding_a_config(tmp_path):
         write_config(out := tmp_path / "ds", ConfigInfo(config="nir-test", category_names=CATS), rows, feats)
         ds = datasets.load_dataset(str(out), "nir-test", split="test")
         assert np.array(ds[0]["nir"]).dtype == np.uint16
-        assert "nir" in ConfigInfo.load(out / "nir-test").columns
+        assert ConfigInfo.load(out / "nir-test").columns["nir"] == "16-bit PNG; raw DN"
     finally:
-        CONFIGS.pop("nir-test", None)
+        registry.unregister_source("nir_test")
+    assert "nir-test" not in CONFIG_SCHEMAS
 
 
 # ---------------------------------------------------------------- only what AIMS wrote is replaced

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aims.converters.zju_rgbp import CLASS_NAMES, CONVERTER, DEGREE, SHA256, ZJUStream
+from aims.converters.zju_rgbp import CLASS_NAMES, CONVERTER, DEGREE, SHA256, list_root
 from aims.converters.zju_rgbp_miniature import angle_images, save_label
-from aims.errors import AimsError, ChecksumError, SourceFormatError
-from aims.modalities import MODALITIES, modality_tensor
+from aims.errors import AimsError, ChecksumError, SourceFormatError, UnreadableSample
+from aims.modalities import MODALITY_STACKS, modality_tensor
 from conftest import require_shared
 
 
@@ -52,8 +52,7 @@ def test_other_namings_are_read(tmp_path: Path, variant, angle_name, label_name,
     root = src if variant == "repack" else src / "ZJU-RGBP"
     assert (root / "train" / "135" / angle_name).is_file()
     assert (root / "train" / kind / label_name).is_file()
-    with CONVERTER.open(["polarization-zju"], source=src) as stream:
-        samples = [CONVERTER.derive(s, ["polarization-zju"]) for s in stream]
+    samples, _ = CONVERTER.read_samples(["polarization-zju"], source=src)
     assert [s.split for s in samples] == ["train", "train", "test"]
     assert set(samples[0].images) == {"rgb", "angle_0", "angle_45", "angle_90", "angle_135"}
     if variant == "repack":  # instance ids kept as given, no classes
@@ -108,7 +107,7 @@ def _synthetic_row(s0: float, dolp: float, aolp: float) -> dict:
 def test_stokes_recovers_known_dolp_and_full_range_aolp(dolp: float, aolp: float) -> None:
     row = _synthetic_row(200.0, dolp, aolp)
     x = modality_tensor(row, "polarization-zju")
-    assert x.shape == (9, 4, 5) and MODALITIES["polarization-zju"].channels == 9
+    assert x.shape == (9, 4, 5) and MODALITY_STACKS["polarization-zju"].channels == 9
     np.testing.assert_allclose(x[0:3], 100 / 255, atol=1 / 255)  # I = S0/2/255
     np.testing.assert_allclose(x[3:6], aolp, atol=0.01)  # radians, full (-π/2, π/2]
     np.testing.assert_allclose(x[6:9], dolp, atol=0.01)
@@ -145,27 +144,27 @@ def test_checksum_mismatch_on_download_and_on_a_given_archive(tmp_path: Path) ->
         shutil.copyfile(fake, output)
 
     with pytest.raises(ChecksumError, match=SHA256):
-        CONVERTER.open(["polarization-zju"], downloader=copy_downloader)
+        CONVERTER.list_samples(["polarization-zju"], downloader=copy_downloader)
     real_rar = require_shared("rar", "rar5-solid.rar")  # a real RAR, but not the release
     with pytest.raises(ChecksumError, match="RGB-P-dataset.rar"):
-        CONVERTER.open(["polarization-zju"], source=real_rar)
+        CONVERTER.list_samples(["polarization-zju"], source=real_rar)
 
 
 def test_missing_split_folder(zju_source: Path, tmp_path: Path) -> None:
     src = _copy(zju_source, tmp_path)
     shutil.rmtree(src / "ZJU-RGBP" / "val")
     with pytest.raises(AimsError, match=r"neither RGB-P-dataset.rar nor a ZJU-RGBP folder"):
-        CONVERTER.open(["polarization-zju"], source=src)
+        CONVERTER.list_samples(["polarization-zju"], source=src)
     (src / "ZJU-RGBP" / "val").mkdir()
     with pytest.raises(AimsError, match=r"val lacks 0/, 45/, 90/, 135/, label/"):
-        CONVERTER.open(["polarization-zju"], source=src)
+        CONVERTER.list_samples(["polarization-zju"], source=src)
 
 
 def test_missing_angle_image_names_the_stem_and_folder(zju_source: Path, tmp_path: Path) -> None:
     src = _copy(zju_source, tmp_path)
     (src / "ZJU-RGBP" / "train" / "135" / f"3_135{DEGREE}.png").unlink()
     with pytest.raises(SourceFormatError) as err:
-        CONVERTER.open(["polarization-zju"], source=src)
+        CONVERTER.list_samples(["polarization-zju"], source=src)
     msg = str(err.value)
     assert f"3 (label {src / 'ZJU-RGBP' / 'train' / 'label' / '3.png'}) has 0°,45°,90° but no 135° image" in msg
     assert f"expected 3_135{DEGREE}.png or 3_135.png" in msg
@@ -175,16 +174,16 @@ def test_unlabelled_angle_image_is_reported(zju_source: Path, tmp_path: Path) ->
     src = _copy(zju_source, tmp_path)
     (src / "ZJU-RGBP" / "train" / "label" / "2.png").unlink()
     with pytest.raises(SourceFormatError, match=r"2_0°.png has no label"):
-        CONVERTER.open(["polarization-zju"], source=src)
+        CONVERTER.list_samples(["polarization-zju"], source=src)
 
 
 def test_label_size_differs_from_images(zju_source: Path, tmp_path: Path) -> None:
     src = _copy(zju_source, tmp_path)
     save_label(src / "ZJU-RGBP" / "val" / "label" / "6.png", np.ones((40, 48), np.uint8))
-    with CONVERTER.open(["polarization-zju"], source=src) as stream:
-        pending = [s for s in stream if s.image_id == "val-6"][0]
-    with pytest.raises(SourceFormatError, match=r"scene 6 \(.*label/6.png\): sizes differ .*label 6.png 48×40"):
-        CONVERTER.derive(pending, ["polarization-zju"])
+    with CONVERTER.list_samples(["polarization-zju"], source=src) as listing:
+        ref = [r for r in listing.refs if r.image_id == "val-6"][0]
+    with pytest.raises(UnreadableSample, match=r"scene 6 \(.*label/6.png\): sizes differ .*label 6.png 48×40"):
+        CONVERTER.load(ref, ["polarization-zju"])
 
 
 def test_palette_values_outside_the_class_list(zju_source: Path, tmp_path: Path) -> None:
@@ -192,10 +191,10 @@ def test_palette_values_outside_the_class_list(zju_source: Path, tmp_path: Path)
     bad = np.zeros((80, 96), np.uint8)
     bad[10:20, 10:20], bad[30:40, 30:40] = 9, 42
     save_label(src / "ZJU-RGBP" / "train" / "label" / "1.png", bad)
-    with CONVERTER.open(["polarization-zju"], source=src) as stream:
-        pending = next(iter(stream))
-    with pytest.raises(SourceFormatError, match=r"1.png: label values 9, 42 are outside"):
-        CONVERTER.derive(pending, ["polarization-zju"])
+    with CONVERTER.list_samples(["polarization-zju"], source=src) as listing:
+        ref = listing.refs[0]
+    with pytest.raises(UnreadableSample, match=r"1.png: label values 9, 42 are outside"):
+        CONVERTER.load(ref, ["polarization-zju"])
 
 
 def test_empty_split(zju_source: Path, tmp_path: Path) -> None:
@@ -203,4 +202,4 @@ def test_empty_split(zju_source: Path, tmp_path: Path) -> None:
     for p in (src / "ZJU-RGBP" / "val").rglob("*.png"):
         p.unlink()
     with pytest.raises(AimsError, match=r"val/label holds no label PNG .* must not be empty"):
-        ZJUStream(src / "ZJU-RGBP")
+        list_root(src / "ZJU-RGBP")

@@ -18,7 +18,7 @@ import pytest
 
 from .conftest import Sandbox, run_aims
 
-MODALITIES = ("polarization", "depth", "hha", "thermal", "nir")
+HEADLINE = ("polarization", "depth", "hha", "thermal", "nir")
 #: stands for a raw JSON token (NaN, 1e400 …) that json.dumps cannot write itself
 RAW = "@@RAW@@"
 
@@ -44,8 +44,8 @@ def valid_doc() -> dict[str, Any]:
         "dataset": {"fingerprint": "sha256:" + "0" * 64, "files": {"depth": {"test-00000.parquet": "1" * 64}}},
         "predictions_format": "rle", "missing_policy": "error", "configs": {"depth": config},
         "headline": {"miou": None, "complete": False,
-                     "modalities": {m: (0.5 if m == "depth" else None) for m in MODALITIES},
-                     "configs": {m: m for m in MODALITIES}},
+                     "modalities": {m: (0.5 if m == "depth" else None) for m in HEADLINE},
+                     "configs": {m: m for m in HEADLINE}},
         "not_scored": {},
         "bootstrap": {"resamples": 1000, "seed": 0, "unit": "image", "confidence": 0.95},
     }
