@@ -30,10 +30,8 @@ Rasterisation (:func:`rasterise_instances`) is pycocotools' own (``frPyObjects``
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from aims.errors import AimsError, SourceFormatError
+from aims.untrusted import BadJsonError, MissingFileError, UntrustedFileError, load_json_bounded
 
 #: largest instances JSON read: the real RGBP-Glass train file (7577 polygons) is a few
 #: MB; parsing costs several times the file size in memory, so anything far bigger is
@@ -113,45 +112,27 @@ def _fail(path: Path, what: str) -> SourceFormatError:
     )
 
 
+#: deepest nesting of an instances file (COCO: object, list, annotation, polygons, ring is 5)
+MAX_JSON_DEPTH = 16
+
+
 def read_json_bounded(path: str | os.PathLike, *, max_bytes: int = MAX_JSON_BYTES) -> Any:
-    """Parse a JSON file that came from outside: regular files only, at most ``max_bytes``,
-    no NaN/Infinity. Raises :class:`SourceFormatError` naming the file."""
+    """Parse a JSON file that came from outside (:func:`aims.untrusted.load_json_bounded`):
+    regular files only (a link in the release folder is followed to what it names, as for
+    the release's images), at most ``max_bytes``, nested at most :data:`MAX_JSON_DEPTH`
+    deep, no NaN/Infinity (a float that overflows is left to the polygon checks). Raises
+    :class:`SourceFormatError` naming the file."""
     path = Path(path)
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
-        fd = os.open(path, flags)  # non-blocking: opening a FIFO must not hang
-    except FileNotFoundError:
+        # floats that overflow to infinity parse as inf: the polygon checks name the annotation
+        return load_json_bounded(path, limit=max_bytes, what="an instances file", max_depth=MAX_JSON_DEPTH,
+                                 follow_links=True, parse_float=float)
+    except MissingFileError:
         raise SourceFormatError(f"{path} does not exist.", path=path) from None
-    except OSError as exc:
-        raise _fail(path, f"cannot be opened ({exc.strerror or exc})") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise _fail(path, "is not a regular file")
-        if st.st_size > max_bytes:
-            raise _fail(path, f"is {st.st_size} bytes, more than the {max_bytes} accepted")
-        chunks, size = [], 0
-        while size <= max_bytes:
-            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        data = b"".join(chunks)
-    finally:
-        os.close(fd)
-    if len(data) > max_bytes:
-        raise _fail(path, f"is more than the {max_bytes} bytes accepted")
-
-    def refuse(name: str) -> Any:
-        raise ValueError(f"{name} is not a number JSON allows")
-
-    try:
-        return json.loads(data, parse_constant=refuse)
-    except json.JSONDecodeError as exc:
-        raise _fail(path, f"is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise _fail(path, f"cannot be parsed ({exc})") from None
+    except BadJsonError as exc:
+        raise _fail(path, f"cannot be parsed: it {exc.reason}") from None
+    except UntrustedFileError as exc:
+        raise _fail(path, exc.reason) from None
 
 
 def _int(value: Any) -> int | None:

@@ -82,6 +82,7 @@ from typing import IO, Literal
 
 from aims.atomic import atomic_write_text, process_alive
 from aims.errors import AimsError, UnsafeArchiveError
+from aims.untrusted import load_json_bounded
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -967,12 +968,16 @@ def _stamp(archive: Path, fingerprint: str | None) -> dict[str, object]:
     return {"archive": archive.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
+#: largest marker read (ours is one line of JSON)
+_MARKER_MAX_BYTES = 64 * 1024
+
+
 def _read_marker(marker: Path) -> object:
-    if marker.is_symlink():  # never ours: we write it as a plain file
-        return None
+    """Our marker's record, or None for anything that is not one: absent, a link (never
+    ours: we write a plain file), a FIFO or device (never opened), too large, not JSON."""
     try:
-        return json.loads(marker.read_text())
-    except (OSError, ValueError, RecursionError):
+        return load_json_bounded(marker, limit=_MARKER_MAX_BYTES, what="an extraction marker", max_depth=4)
+    except AimsError:
         return None
 
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aims.errors import AimsError, ChecksumError
+from aims.untrusted import open_regular
 
 __all__ = [
     "Downloader",
@@ -119,21 +120,23 @@ def file_hash(path: str | Path, algorithm: str = _DEFAULT_ALGORITHM, *, progress
     """
     path = Path(path)
     h = hashlib.new(algorithm)
-    total = path.stat().st_size
     bar = None
-    if progress and total >= _PROGRESS_MIN_BYTES:
-        from tqdm.auto import tqdm
+    # a regular file only (aims.untrusted): a FIFO or device named as a source would
+    # otherwise be hashed without end; the path is the user's own, so a link is followed
+    with open_regular(path, what="a source file", follow_links=True) as f:
+        total = os.fstat(f.fileno()).st_size
+        if progress and total >= _PROGRESS_MIN_BYTES:
+            from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, unit="B", unit_scale=True, desc=f"verifying {path.name}", leave=False)
-    try:
-        with open(path, "rb") as f:
+            bar = tqdm(total=total, unit="B", unit_scale=True, desc=f"verifying {path.name}", leave=False)
+        try:
             while chunk := f.read(_CHUNK):
                 h.update(chunk)
                 if bar is not None:
                     bar.update(len(chunk))
-    finally:
-        if bar is not None:
-            bar.close()
+        finally:
+            if bar is not None:
+                bar.close()
     return h.hexdigest()
 
 

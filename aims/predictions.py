@@ -24,13 +24,14 @@ and runs on the scorer's machine (docs/security.md):
 * only regular files and folders are read: every entry is classified with ``lstat`` (a
   symbolic link, FIFO, device or socket is refused by name, never opened), and files are
   opened with ``O_NOFOLLOW | O_NONBLOCK`` and re-checked with ``fstat`` against a swap
-  between the check and the open;
+  between the check and the open (:mod:`aims.untrusted`, the reader every module shares);
 * sizes are checked before anything is decoded: RLE ``size`` fields, the shape and dtype
   in every npz member's ``.npy`` header (and the member's declared uncompressed size), a
   PNG's IHDR — against the image's accepted sizes and instance count when the scorer
   passes them (:class:`ExpectedImage`), else against global bounds;
 * JSON files are bounded in size (relative to the dataset's instance count when scoring)
-  and deep nesting is a clear error;
+  and nesting depth (:data:`MAX_RLE_JSON_DEPTH`, :data:`MAX_META_DEPTH`), and NaN/Infinity
+  are refused, each with one clear error;
 * RLE counts are validated with exact integer arithmetic (:mod:`aims.rle`).
 
 The COCO RLE codec lives in :mod:`aims.rle` (no pycocotools needed at install time; the
@@ -41,14 +42,11 @@ here under their historical names.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import re
 import reprlib
-import secrets
 import shutil
-import stat
 import struct
 import zipfile
 import zlib
@@ -59,7 +57,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from aims import __version__
+from aims import __version__, untrusted
+from aims.atomic import temporary_sibling
 from aims.errors import AimsError
 from aims.rle import (
     MAX_PIXELS,
@@ -124,13 +123,6 @@ _CONFIG_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _NPY_MAGIC = b"\x93NUMPY"
-
-
-def rle_runs(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """[start, end) column-major flat positions of the runs of 1 of validated counts."""
-    cum = np.cumsum(counts)
-    n1 = counts.size // 2
-    return cum[0 : 2 * n1 : 2], cum[1 : 2 * n1 + 1 : 2]
 
 
 # --------------------------------------------------------------------------- masks
@@ -234,7 +226,7 @@ class PredictionWriter:
         self.overwrite = overwrite
         self._check_target()
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.out_dir.parent / f".{self.out_dir.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        self._tmp = temporary_sibling(self.out_dir)
         self._tmp.mkdir()
         self._seen: set[tuple[str, str, int]] = set()
         self._sizes: dict[tuple[str, str], tuple[int, int]] = {}
@@ -339,7 +331,7 @@ class PredictionWriter:
             old = None
             if self.out_dir.is_dir():
                 if any(self.out_dir.iterdir()):
-                    old = self.out_dir.parent / f".{self.out_dir.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
+                    old = temporary_sibling(self.out_dir)  # removable by remove_stale_temporaries
                     os.rename(self.out_dir, old)
                 else:
                     self.out_dir.rmdir()
@@ -359,99 +351,51 @@ class PredictionWriter:
 
 
 # --------------------------------------------------------------------------- safe files
+# (aims.untrusted holds the reader; these name the predictions folder's rules)
 
-
-def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"), (stat.S_ISREG, "a regular file")):
-        if test(mode):
-            return name
-    return "a special file"
-
-
-def _not_regular(path: Path, kind: str) -> AimsError:
-    target = ""
-    if kind == "a symbolic link":
-        with contextlib.suppress(OSError):
-            target = f" (to {os.readlink(path)})"
-    return AimsError(
-        f"{path} is {kind}{target}; a predictions folder may only hold regular files and folders "
-        "(links, FIFOs, devices and sockets are never opened). Put the real file there instead.", path=path)
+#: the role of every file in a predictions folder, and what to do about a refused one
+_ENTRY = "a file in a predictions folder"
+_ENTRY_HINT = ("A predictions folder may only hold regular files and folders; put the real file there "
+               "instead (docs/predictions.md).")
+#: deepest nesting of the RLE JSON (a record needs 4 levels: list, record, segmentation,
+#: counts; 5 with {"predictions": [...]}) and of the metadata (as deep as a results
+#: document, which copies it, may nest: aims.results.MAX_DEPTH)
+MAX_RLE_JSON_DEPTH = 16
+MAX_META_DEPTH = 32
 
 
 def entry_kind(path: str | Path) -> str:
     """``"file"`` or ``"dir"`` for a regular file or folder, judged with ``lstat`` (a link
     is never followed); :class:`AimsError` naming anything else."""
     p = Path(path)
-    try:
-        mode = os.lstat(p).st_mode
-    except OSError as exc:
-        raise AimsError(f"cannot read {p}: {exc.strerror}.", path=p) from None
-    if stat.S_ISREG(mode):
+    kind = untrusted.classify(p)
+    if kind == untrusted.FILE:
         return "file"
-    if stat.S_ISDIR(mode):
+    if kind == untrusted.DIRECTORY:
         return "dir"
-    raise _not_regular(p, _kind(mode))
+    if kind == untrusted.MISSING:
+        raise AimsError(f"cannot read {p}: it vanished while the predictions folder was read.", path=p)
+    raise untrusted.not_regular_error(p, kind, what=_ENTRY, hint=_ENTRY_HINT)
 
 
 def open_regular(path: str | Path) -> BinaryIO:
-    """Open ``path`` for reading only if it is a regular file: ``lstat`` first (a link,
-    FIFO or device is refused by name before any open), then ``O_NOFOLLOW | O_NONBLOCK``
-    (a name swapped for a link meanwhile fails; a FIFO cannot block) and ``fstat`` on the
-    descriptor (a name swapped for a FIFO or device meanwhile is refused)."""
-    p = Path(path)
-    if entry_kind(p) != "file":
-        raise AimsError(f"{p} is a folder where a file was expected.", path=p)
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(p, flags)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise _not_regular(p, "a symbolic link") from None
-        raise AimsError(f"cannot open {p}: {exc.strerror}.", path=p) from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise _not_regular(p, _kind(mode))
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
+    """Open ``path`` for reading only if it is a regular file, never following a link
+    (:func:`aims.untrusted.open_regular`: ``lstat``, ``O_NOFOLLOW | O_NONBLOCK``, then
+    ``fstat`` on the descriptor)."""
+    return untrusted.open_regular(path, what=_ENTRY, hint=_ENTRY_HINT)
 
 
 def _file_size(fh: BinaryIO) -> int:
     return os.fstat(fh.fileno()).st_size
 
 
-def _too_big(path: Path, size: int, limit: int, what: str) -> AimsError:
-    return AimsError(f"{path} is {size} bytes, more than the {limit} bytes allowed for {what}; refused before "
-                     "reading it.", path=path)
-
-
-def _read_bounded(path: Path, limit: int, what: str) -> bytes:
-    """The bytes of a regular file of at most ``limit`` bytes (checked before reading)."""
-    with open_regular(path) as fh:
-        size = _file_size(fh)
-        if size > limit:
-            raise _too_big(path, size, limit, what)
-        data = fh.read(limit + 1)
-    if len(data) > limit:  # it grew while we read it
-        raise _too_big(path, len(data), limit, what)
-    return data
-
-
-def _load_json(path: Path, limit: int, what: str) -> Any:
-    """Parse a bounded JSON file; one clear :class:`AimsError` for a file over the bound,
-    invalid UTF-8/JSON, or nesting too deep for Python's parser."""
-    data = _read_bounded(path, limit, what)
-    try:
-        return json.loads(data.decode("utf-8"))
-    except RecursionError:
-        raise AimsError(f"{path} is not valid predictions JSON: its arrays/objects are nested too deeply "
-                        "(a prediction record needs 3 levels); refused.", path=path) from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise AimsError(f"{path} is not valid JSON ({exc}).", path=path) from None
+def _load_json(path: Path, limit: int, what: str, max_depth: int, *, bound_what: str | None = None) -> Any:
+    """Parse a bounded JSON file of a predictions folder; one clear :class:`AimsError`
+    for a link or other non-regular entry, a file over ``limit`` (``bound_what`` says for
+    what, when that is more than ``what``), invalid UTF-8/JSON, NaN/Infinity, or nesting
+    deeper than ``max_depth``."""
+    data = untrusted.read_bounded(path, limit, what=bound_what or what)
+    return untrusted.parse_json(data, source=path, what=what, max_depth=max_depth)
 
 
 # --------------------------------------------------------------------------- PNG header
@@ -715,7 +659,7 @@ def _read_meta(meta_path: Path) -> dict[str, Any]:
     """The metadata document, or {} when the folder has none (hand-made folders)."""
     if not os.path.lexists(meta_path):
         return {}
-    doc = _load_json(meta_path, MAX_META_BYTES, "predictions metadata")
+    doc = _load_json(meta_path, MAX_META_BYTES, "predictions metadata", MAX_META_DEPTH)
     if not isinstance(doc, dict):
         raise AimsError(f"{meta_path} is not valid predictions metadata (not a JSON object); it must be the "
                         "JSON object written by aims.predictions.PredictionWriter.", path=meta_path)
@@ -740,7 +684,7 @@ def _index_rle(pf: PredictionFolder, files: list[Path], bound: JsonBound) -> Non
                         f"more than the {bound.max_bytes} bytes allowed for {what}; refused before reading it.",
                         path=largest)
     for path in files:
-        data = _load_json(path, bound.max_bytes, what)
+        data = _load_json(path, bound.max_bytes, "an RLE predictions file", MAX_RLE_JSON_DEPTH, bound_what=what)
         if isinstance(data, dict) and isinstance(data.get("predictions"), list):
             data = data["predictions"]
         if not isinstance(data, list):
@@ -884,10 +828,8 @@ def _check_zip_directory(fh: BinaryIO, path: Path, size: int) -> None:
 def _open_npz(path: Path, max_bytes: int) -> Iterator[zipfile.ZipFile]:
     """The zip archive of a regular ``.npz`` file of at most ``max_bytes``; clear errors
     for a plain ``.npy`` renamed to ``.npz`` and for anything that is not a zip."""
-    with open_regular(path) as fh:
+    with untrusted.open_regular(path, what="an npz prediction of this image", limit=max_bytes) as fh:
         size = _file_size(fh)
-        if size > max_bytes:
-            raise _too_big(path, size, max_bytes, "an npz prediction of this image")
         _check_zip_directory(fh, path, size)
         try:
             zf = zipfile.ZipFile(fh)
@@ -1057,10 +999,7 @@ def _read_png_mask(p: Path, expected: ExpectedImage | None) -> np.ndarray:
     from aims.imageio import decode_png
 
     limit = _png_file_bound(expected)
-    with open_regular(p) as fh:
-        size = _file_size(fh)
-        if size > limit:
-            raise _too_big(p, size, limit, "a PNG mask of this image")
+    with untrusted.open_regular(p, what="a PNG mask of this image", limit=limit) as fh:
         head = fh.read(PNG_HEADER_BYTES)
         try:
             hdr = read_png_header(head)

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import stat
 from importlib import resources
 from pathlib import Path
 from collections.abc import Sequence
@@ -36,6 +34,7 @@ from typing import Any
 
 from aims.atomic import atomic_write_text
 from aims.errors import AimsError
+from aims.untrusted import parse_json, read_bounded
 
 __all__ = ["MAX_DEPTH", "MAX_RESULTS_BYTES", "MAX_VALUES", "RESULTS_FORMAT", "Rejected", "SCORING_HINT",
            "clean_json", "headline_lists", "load_results", "load_results_and_bytes", "parse_results_json",
@@ -105,61 +104,17 @@ def results_schema() -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------
-# reading: only a regular file, never more than `limit` bytes
-
-
-_KINDS = ((stat.S_ISDIR, "directory"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
-          (stat.S_ISFIFO, "FIFO (named pipe)"), (stat.S_ISSOCK, "socket"))
-
-
-def _kind(mode: int) -> str:
-    return next((name for test, name in _KINDS if test(mode)), "special file")
-
-
-def _check_regular(path: Path, st: os.stat_result, what: str) -> None:
-    if not stat.S_ISREG(st.st_mode):
-        raise AimsError(f"{path} is not a regular file but a {_kind(st.st_mode)}; a {what} must be a plain "
-                        "file (devices, pipes and folders are refused so that reading can neither hang "
-                        "nor run without end). Pass the file itself.", path=path)
+# reading: only a regular file, never more than `limit` bytes (aims.untrusted)
 
 
 def read_regular_file(path: str | Path, *, limit: int = MAX_RESULTS_BYTES, what: str = "results file") -> bytes:
     """The bytes of ``path``, refusing anything that is not a regular file (a link is
-    followed to what it names; a link to ``/dev/zero`` or a FIFO is refused before it is
-    opened) or that is larger than ``limit`` bytes; the read itself stops at ``limit + 1``."""
-    p = Path(path)
-    try:
-        _check_regular(p, os.stat(p), what)
-        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise AimsError(f"{what} {p} does not exist; check the path.", path=p) from None
-    except OSError as exc:
-        raise AimsError(f"cannot read {what} {p}: {exc.strerror or exc}.", path=p) from None
-    try:
-        st = os.fstat(fd)
-        _check_regular(p, st, what)  # the file may have been swapped since the stat
-        if st.st_size > limit:
-            raise AimsError(_too_large(p, st.st_size, limit, what), path=p)
-        chunks, size = [], 0
-        while size <= limit:
-            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    except OSError as exc:
-        raise AimsError(f"cannot read {what} {p}: {exc.strerror or exc}.", path=p) from None
-    finally:
-        os.close(fd)
-    if size > limit:
-        raise AimsError(_too_large(p, size, limit, what), path=p)
-    return b"".join(chunks)
-
-
-def _too_large(path: Path, size: int, limit: int, what: str) -> str:
-    hint = " Pass the results.json that `aims score` wrote." if what == "results file" else ""
-    return (f"{what} {path} is {size:,} bytes, more than the {limit // (1024 * 1024)} MiB a {what} may be "
-            f"(a real one is well under 1 MiB); it is refused unread.{hint}")
+    followed to what it names, as the path is the user's own; a link to ``/dev/zero`` or a
+    FIFO is refused before it is opened) or that is larger than ``limit`` bytes; the read
+    itself stops at ``limit + 1`` (:func:`aims.untrusted.read_bounded`)."""
+    hint = ("Pass the results.json that `aims score` wrote (a real one is well under 1 MiB)."
+            if what == "results file" else "")
+    return read_bounded(path, limit, what=f"a {what}", follow_links=True, hint=hint)
 
 
 # ---------------------------------------------------------------------------------------
@@ -199,28 +154,18 @@ def _parse_int(token: str) -> int | Rejected:
 
 def parse_results_json(data: bytes, *, source: str | Path) -> Any:
     """JSON text → Python values, with NaN/Infinity, overflowing floats and over-long
-    integers as :class:`Rejected` markers, and too-deep nesting a clear :class:`AimsError`
-    instead of a ``RecursionError``."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise AimsError(f"{source} is not UTF-8 text (invalid byte at offset {exc.start}); a results file "
-                        f"is UTF-8 JSON. {RECREATE}", path=source) from None
+    integers as :class:`Rejected` markers (so validation names the field), and text that is
+    not UTF-8 JSON or nests beyond the parser one clear :class:`AimsError`
+    (:func:`aims.untrusted.parse_json`). Nesting deeper than :data:`MAX_DEPTH` is reported
+    by validation, at the field where it starts."""
     # every value but the first follows a comma or opens a container: an upper bound on the
     # values, counted before parsing (a real document holds a few thousand)
     values = data.count(b",") + data.count(b"[") + data.count(b"{")
     if values > MAX_VALUES:
         raise AimsError(f"{source} holds up to {values:,} JSON values, more than the {MAX_VALUES:,} a results "
                         f"document may hold (a real one holds a few thousand). {RECREATE}", path=source)
-    try:
-        return json.loads(text, parse_constant=_parse_constant, parse_float=_parse_float, parse_int=_parse_int)
-    except RecursionError:
-        raise AimsError(f"{source}: JSON nested too deeply (arrays/objects inside each other far beyond the "
-                        f"{MAX_DEPTH} levels allowed); this is not a results document. {RECREATE}",
-                        path=source) from None
-    except json.JSONDecodeError as exc:
-        raise AimsError(f"{source} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}. "
-                        f"{RECREATE}", path=source) from None
+    return parse_json(data, source=source, what="a results file", hint=RECREATE,
+                      parse_constant=_parse_constant, parse_float=_parse_float, parse_int=_parse_int)
 
 
 # ---------------------------------------------------------------------------------------

@@ -97,9 +97,9 @@ from aims.config_info import (
     ConfigInfo,
     read_config_folder,
     read_json_object,
-    read_regular_bytes,
 )
 from aims.errors import AimsError
+from aims.untrusted import UntrustedFileError, read_bounded
 from aims.imageio import encode_png
 
 log = logging.getLogger(__name__)
@@ -224,9 +224,9 @@ def card_problem(dataset_dir: Path) -> str | None:
     if path.is_symlink():
         return "is a symbolic link; AIMS never writes through or replaces one"
     try:
-        raw = read_regular_bytes(path, CARD_MAX_BYTES)
-    except ValueError as exc:
-        return f"is not a dataset card written by AIMS ({exc})"
+        raw = read_bounded(path, CARD_MAX_BYTES, what="a dataset card")
+    except UntrustedFileError as exc:
+        return f"is not a dataset card written by AIMS (it {exc.reason})"
     if not is_aims_card(raw.decode("utf-8", errors="replace")):
         return "is not a dataset card written by AIMS (it has no `<!-- aims-card -->` line)"
     return None

@@ -11,9 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -24,6 +22,7 @@ from aims.atomic import atomic_write_bytes, remove_stale_temporaries
 from aims.converters import registry
 from aims.derived import LiveMapping, LiveTuple
 from aims.errors import AimsError
+from aims.untrusted import MissingFileError, read_bounded
 
 REPORTED = "reported in paper"
 PAPER_RESULTS = "paper_results.json"
@@ -192,17 +191,14 @@ def _results_folder(results_dir: Path) -> Path:
 
 def _existing_bytes(target: Path) -> bytes | None:
     """What ``target`` holds now (None if absent); a link or anything but a regular file
-    there is refused rather than followed."""
-    from aims.results import read_regular_file
+    there is refused rather than followed (:func:`aims.untrusted.read_bounded`)."""
+    from aims.results import MAX_RESULTS_BYTES
 
     try:
-        st = os.lstat(target)
-    except FileNotFoundError:
+        return read_bounded(target, MAX_RESULTS_BYTES, what="a results file of the leaderboard",
+                            hint="Remove it, then add the results again.")
+    except MissingFileError:
         return None
-    if not stat.S_ISREG(st.st_mode):
-        raise AimsError(f"{target} exists and is not a regular file (a link, folder or device); remove it, "
-                        "then add the results again.", path=target)
-    return read_regular_file(target)
 
 
 def add_results(path: Path, results_dir: Path) -> Path:

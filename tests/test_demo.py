@@ -26,7 +26,19 @@ def test_demo_builds_everything(tmp_path):
     assert results["headline"]["complete"] and results["method"] == "simcmf-tiny-demo"
     page = (tmp_path / "leaderboard" / "site" / "index.html").read_text()
     assert "simcmf-tiny-demo" in page and "reported in paper" in page
-    assert len(list((tmp_path / "panels").rglob("*.png"))) == 18
+    # panels: the first N test images of every config (N the demo's limit, or the whole
+    # split when it is shorter) and one statistics plot per config; the count it prints
+    panels = tmp_path / "panels"
+    drawn = {config: sorted(p.stem for p in (panels / config).glob("*.png")) for config in results["configs"]}
+    limit = max(len(ids) for ids in drawn.values())
+    assert limit >= 1
+    for config, ids in drawn.items():
+        test_ids = datasets.load_dataset(str(tmp_path / "dataset"), config, split="test")["image_id"]
+        assert ids == sorted(test_ids[:limit]), config
+        assert (panels / f"statistics-{config}.png").is_file(), config
+    pictures = list(panels.rglob("*.png"))
+    assert len(pictures) == sum(map(len, drawn.values())) + len(drawn)
+    assert f"  {len(pictures)} pictures" in out
     assert len(datasets.load_dataset(str(tmp_path / "dataset"), "polarization-zju", split="test")) == 2
 
 

@@ -6,7 +6,12 @@
 - no import cycles among the modules of ``aims`` (its installed subpackages
   ``aims.converters``, ``aims.baselines``, ``aims.leaderboard`` included) at module top
   level. Imports inside functions do not count (they run when called, after every module
-  is loaded); an ``if TYPE_CHECKING:`` block at top level does count.
+  is loaded); an ``if TYPE_CHECKING:`` block at top level does count;
+- one atomic-write helper: no module but ``aims/atomic.py`` renames things into place
+  (``os.replace``, ``os.rename``, ``shutil.move``, ``Path.rename``) except at the few
+  folder swaps listed in :data:`RENAMES_ALLOWED`, each with its reason. Five private
+  copies of temp-file-then-rename had diverged (names a cleanup could not recognise, a
+  missing fsync, a link written through); a new one fails here.
 """
 
 from __future__ import annotations
@@ -149,3 +154,82 @@ def test_the_checks_see_what_they_should():
     writer = _edges("aims.writer", ast.parse(MODULES["aims.writer"].read_text(encoding="utf-8")))
     assert {"aims.card", "aims.config_info", "aims.errors"} <= writer
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+# --------------------------------------------------------------------------- renames
+
+#: (file, function) → why it renames instead of calling aims.atomic. Every entry must still
+#: exist (a stale one fails :func:`test_every_allowed_rename_still_exists`).
+RENAMES_ALLOWED = {
+    ("aims/writer.py", "ConfigWriter._swap"):
+        "swaps a whole config folder (renameat2 exchange, or two renames) under the dataset lock",
+    ("aims/writer.py", "_clean_stale"):
+        "puts back a config folder a killed two-rename swap had set aside",
+    ("aims/writer.py", "_ShardWriter.close"):
+        "names finished shards inside the config's private temporary folder (not yet visible)",
+    ("aims/extract.py", "_swap_into_place"):
+        "swaps a whole extraction folder into place",
+    ("aims/scoring.py", "_swap_in"):
+        "swaps a whole scores folder into place",
+    ("aims/predictions.py", "PredictionWriter.close"):
+        "swaps a whole predictions folder into place",
+    ("aims/fetch.py", "_download"):
+        "the downloader (pooch) writes the .part file by name, and it is verified before the rename",
+    ("aims/fetch.py", "_check_cached"):
+        "moves a user's rejected manual download aside (.rejected); nothing is written",
+    ("baselines/run_folder.py", "write_atomically"):
+        "PENDING: the callback form of an atomic write (checkpoints stream to disk by name); it "
+        "belongs in aims.atomic, and this entry goes when it moves there",
+}
+
+
+def _rename_calls(tree: ast.Module) -> list[tuple[str, int, str]]:
+    """(enclosing function, line, call) of every rename-into-place call in a module."""
+    found: list[tuple[str, int, str]] = []
+
+    def visit(node: ast.AST, scope: tuple[str, ...]) -> None:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            scope = (*scope, node.name)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner = node.func.value.id if isinstance(node.func.value, ast.Name) else None
+            call = f"{owner}.{node.func.attr}" if owner else f"….{node.func.attr}"
+            if (owner, node.func.attr) in {("os", "replace"), ("os", "rename"), ("os", "renames"),
+                                           ("shutil", "move")} or (owner != "os" and node.func.attr == "rename"):
+                found.append((".".join(scope) or "<module>", node.lineno, call))
+        for child in ast.iter_child_nodes(node):
+            visit(child, scope)
+
+    visit(tree, ())
+    return found
+
+
+def _all_renames() -> dict[tuple[str, str], list[str]]:
+    sites: dict[tuple[str, str], list[str]] = {}
+    for name, path in MODULES.items():
+        if name == "aims.atomic":
+            continue
+        rel = path.relative_to(ROOT).as_posix()
+        for function, line, call in _rename_calls(ast.parse(path.read_text(encoding="utf-8"))):
+            sites.setdefault((rel, function), []).append(f"{rel}:{line}: {call} in {function}")
+    return sites
+
+
+def test_only_aims_atomic_renames_files_into_place():
+    stray = [where for site, calls in _all_renames().items() if site not in RENAMES_ALLOWED for where in calls]
+    assert not stray, ("write files with aims.atomic (atomic_write_bytes / atomic_write_text / "
+                       "temporary_sibling) instead of a private temp-file-then-rename:\n" + "\n".join(stray))
+
+
+def test_every_allowed_rename_still_exists():
+    stale = sorted(set(RENAMES_ALLOWED) - set(_all_renames()))
+    assert not stale, f"remove these entries from RENAMES_ALLOWED (they rename nothing now): {stale}"
+
+
+def test_the_rename_scan_finds_what_it_should():
+    tree = ast.parse("import os, shutil\n"
+                     "def f(tmp, p):\n    os.replace(tmp, p)\n"
+                     "class C:\n    def g(self):\n        self.path.rename(x)\n        shutil.move(a, b)\n"
+                     "        'a'.replace('b', 'c')\n")
+    assert [(f, call) for f, _, call in _rename_calls(tree)] == [
+        ("f", "os.replace"), ("C.g", "….rename"), ("C.g", "shutil.move")]
+    assert ("aims/writer.py", "ConfigWriter._swap") in _all_renames()

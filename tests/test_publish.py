@@ -7,6 +7,7 @@ import shutil
 import pytest
 from huggingface_hub import DatasetCard
 
+import aims
 from aims.errors import AimsError
 from aims.publish import plan_upload
 
@@ -14,9 +15,11 @@ from aims.publish import plan_upload
 def test_plan_lists_card_parquet_and_config_info(nyuv2_prepared):
     plan = plan_upload(nyuv2_prepared, "my-lab/aims")
     paths = [p for p, _ in plan.files]
-    assert paths[0] == "README.md" or "README.md" in paths
-    assert {p.split("/")[0] for p in paths if "/" in p} == {"depth", "hha"}
-    assert all(p.endswith((".parquet", "aims_config.json", "README.md")) for p in paths)
+    # the card first, then each config's description and one shard per split, in order
+    assert paths == ["README.md"] + [f"{config}/{name}" for config in ("depth", "hha")
+                                     for name in ("aims_config.json", "test-00000-of-00001.parquet",
+                                                  "train-00000-of-00001.parquet")]
+    assert all(size == (nyuv2_prepared / path).stat().st_size for path, size in plan.files)
     assert plan.configs == ("depth", "hha")
     on_disk = sum(f.stat().st_size for f in nyuv2_prepared.rglob("*") if f.is_file())
     assert plan.total_bytes == on_disk
@@ -30,8 +33,9 @@ def test_card_is_valid_for_the_hub(nyuv2_prepared):
     assert data["license"] == "unknown"
     assert [c["config_name"] for c in data["configs"]] == ["depth", "hha"]
     assert "image-segmentation" in data["task_categories"]
-    for needle in ("Citation", "Channel statistics", "8-connectivity", "point_simcmf", "0.1.0"):
-        assert needle in card.text
+    for needle in ("Citation", "Channel statistics", "8-connectivity", "point_simcmf",
+                   f"(version {aims.__version__}).", f"toolkit version {aims.__version__}"):
+        assert needle in card.text, needle
 
 
 def test_temporary_leftovers_are_never_published(nyuv2_prepared, tmp_path):
