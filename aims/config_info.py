@@ -14,7 +14,6 @@ import dataclasses
 import json
 import os
 import re
-import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 from aims import __version__
 from aims.errors import AimsError
+from aims.untrusted import UntrustedFileError, load_json_bounded, read_bounded
 
 #: File in each config folder that records its :class:`ConfigInfo`.
 CONFIG_INFO_FILE = "aims_config.json"
@@ -160,43 +160,26 @@ class ConfigInfo:
 
 def read_json_object(path: Path, max_bytes: int) -> dict[str, Any]:
     """A JSON object from a *regular* file of at most ``max_bytes``, without following a
-    symbolic link, blocking on a FIFO or reading a device. Raises ``ValueError`` with a
-    short reason that names no content of the file."""
-    raw = read_regular_bytes(path, max_bytes)
+    symbolic link, blocking on a FIFO or reading a device (:mod:`aims.untrusted`). Raises
+    ``ValueError`` with a short reason that names no content of the file; NaN statistics
+    written by :meth:`ConfigInfo.to_json` are accepted."""
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ValueError(f"{path.name} is not UTF-8 text") from None
-    except RecursionError:
-        raise ValueError(f"{path.name} is nested too deeply") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path.name} is not valid JSON (line {exc.lineno}, column {exc.colno})") from None
+        data = load_json_bounded(path, limit=max_bytes, what=path.name, max_depth=32,
+                                 parse_constant=float)
+    except UntrustedFileError as exc:
+        raise ValueError(f"{path.name} {exc.reason}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path.name} holds a JSON {type(data).__name__}, not an object")
     return data
 
 
 def read_regular_bytes(path: Path, max_bytes: int) -> bytes:
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    """The bytes of a regular file of at most ``max_bytes`` (:func:`aims.untrusted.read_bounded`,
+    links not followed); ``ValueError`` with a short reason."""
     try:
-        if os.path.islink(path):
-            raise ValueError(f"{path.name} is a symbolic link")
-        fd = os.open(path, flags)
-    except OSError as exc:
-        raise ValueError(f"{path.name} cannot be opened ({exc.strerror or exc})") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise ValueError(f"{path.name} is not a regular file")
-    with os.fdopen(fd, "rb") as fh:
-        try:
-            raw = fh.read(max_bytes + 1)
-        except OSError as exc:
-            raise ValueError(f"{path.name} cannot be read ({exc.strerror or exc})") from None
-    if len(raw) > max_bytes:
-        raise ValueError(f"{path.name} is larger than {max_bytes // 2**20} MB")
-    return raw
-
-
+        return read_bounded(path, max_bytes, what=path.name)
+    except UntrustedFileError as exc:
+        raise ValueError(f"{path.name} {exc.reason}") from None
 
 
 def read_config_folder(folder: Path) -> ConfigInfo:

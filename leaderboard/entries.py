@@ -155,6 +155,9 @@ def collect(results_dir: Path | None, *, include_reference: bool = True) -> list
                         "files that `aims leaderboard add` fills.", path=results_dir)
     if results_dir is not None and Path(results_dir).is_dir():
         for path in sorted(Path(results_dir).glob("*.json")):
+            if path.is_symlink():  # docs/security.md: links inside input folders are refused
+                raise AimsError(f"{path} is a symbolic link; a results folder holds regular files only "
+                                "(add results with `aims leaderboard add`, which copies them).", path=path)
             entries.append(entry_from_results(load_results(path), link=f"results/{path.name}"))
     return entries
 

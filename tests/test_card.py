@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import aims
+
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from aims.card import render_card
@@ -47,7 +49,7 @@ def test_card_parses_and_lists_configs():
     body = card.text
     for needle in ("depth-source", "@article{x", "8-connectivity", "255", "millimetres",
                    "padded by one", "1024×1024", "len // 2", "| train | 9 | 20 |", "| `depth` | 0 | 1.25 | 0.5 |",
-                   "HHA computed by aims.hha", "0.1.0"):
+                   "HHA computed by aims.hha", aims.__version__):
         assert needle in body, needle
 
 

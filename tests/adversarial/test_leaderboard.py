@@ -286,3 +286,17 @@ def test_hostile_names_are_escaped_and_the_readme_does_not_grow(sandbox: Sandbox
     assert page.count("<script>") == 1 and page.count("<!--") == 0
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     sandbox.assert_nothing_outside()
+
+
+def test_build_refuses_a_link_in_the_results_folder(sandbox: Sandbox):
+    """A valid results file outside, linked into the results folder: build refuses the
+    link (input folders hold regular files) instead of publishing whatever it points to."""
+    target = text_file(dumps(valid_doc()))(sandbox.outside)
+    results = sandbox.allowed / "results"
+    results.mkdir()
+    (results / "linked.json").symlink_to(target)
+    sandbox.snapshot()
+    done = run_aims("leaderboard", "build", "--results", results, "--out", sandbox.allowed / "site")
+    done.assert_user_error("linked.json", "symbolic link")
+    (results / "linked.json").unlink()  # the harness refuses links left pointing outside
+    sandbox.assert_nothing_outside()
