@@ -3,51 +3,37 @@
 `aims baseline --help` and argument checking must not pay torch's import (seconds, and it
 is absent without the baselines extra), so the registries' *names* live here and the
 modules that build the models import them from here: one place per fact.
+
+Names say where a variant comes from. The reference code's strategies keep its names
+(``lora``, ``prompt`` …, proven against its fixtures in ``tests/test_reference_peft.py``);
+this project's own earlier variants keep names that say how they differ (``lora-fused-qkv``,
+``mlp-adapter-post-ln``, ``prompt-gated``). The cross-modal projectors (``--adapter``) are
+named in :mod:`aims.baselines.projectors`; :data:`FIXED_ADAPTERS` repeats its fixed names
+for ``--help`` (a test keeps the two equal) and :data:`ADAPTER_FAMILIES` its patterns.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+#: the reference code's strategies (aims.baselines.reference_peft), mt-cly/SimCMF@0cdc5c1
+REFERENCE_STRATEGIES = ("lora", "mlp-adapter", "prompt", "prefix", "linear-probing", "full")
+#: ours, kept under names that say how they differ from the reference (aims.baselines.strategies)
+AIMS_STRATEGIES = ("lora-fused-qkv", "mlp-adapter-post-ln", "prompt-gated")
+#: ``full`` from a random initialisation: the paper's "train from scratch" row
+SCRATCH = "scratch"
+#: every strategy `aims baseline train --strategy` accepts
+STRATEGIES = REFERENCE_STRATEGIES + AIMS_STRATEGIES + (SCRATCH,)
+#: the strategies that train every SAM weight (learning rate of full fine-tuning)
+FULL_STRATEGIES = ("full", SCRATCH)
 
-from aims.errors import AimsError
+#: the fixed projector names of aims.baselines.projectors (families below)
+FIXED_ADAPTERS = ("simcmf", "baseline_a", "baseline_b", "baseline_b-unpadded", "baseline_c", "baseline_d",
+                  "zeroshot", "channels-to-batch", "aims-conv3")
+#: projector families, any member of which is a valid ``--adapter``
+ADAPTER_FAMILIES = ("paper-n{n}-k{k}-d{d}", "preconvk{k}n{n}d{d}", "preattnp{p}n{n}d{d}[-unscrambled]")
 
-
-@dataclass(frozen=True)
-class AdapterSpec:
-    """What a cross-modal alignment choice does to SAM's input path."""
-
-    name: str
-    description: str
-    freeze_patch_embed: bool   # pretrained projection never trains (whatever the strategy)
-    new_patch_embed: bool      # projection replaced by a random C-channel one
-    rgb_only: bool = False     # input must be SAM's 3 RGB channels
-
-
-ADAPTERS: dict[str, AdapterSpec] = {
-    "simcmf": AdapterSpec("simcmf", "Conv3x3(C->64) -> ReLU -> Conv3x3(64->3) -> frozen SAM patch embedding",
-                          freeze_patch_embed=True, new_patch_embed=False),
-    "patch-embed": AdapterSpec("patch-embed", "new random C-channel patch embedding (trainable)",
-                               freeze_patch_embed=False, new_patch_embed=True),
-    "linear": AdapterSpec("linear", "Conv1x1(C->3) -> SAM patch embedding (trainable)",
-                          freeze_patch_embed=False, new_patch_embed=False),
-    "linear-frozen": AdapterSpec("linear-frozen", "Conv1x1(C->3) -> frozen SAM patch embedding",
-                                 freeze_patch_embed=True, new_patch_embed=False),
-    "zero-shot": AdapterSpec("zero-shot", "RGB straight into SAM (no adapter)",
-                             freeze_patch_embed=False, new_patch_embed=False, rgb_only=True),
-}
-
-#: parameter-efficient (or not) ways to adapt SAM; see aims.baselines.strategies
-STRATEGIES = ("lora", "mlp-adapter", "prompt", "full", "scratch")
 #: how an image reaches SAM's 1024² input: aspect-kept resize + pad, or the reference's warp
 RESIZE_MODES = ("sam", "warp")
 #: prediction precision
 DTYPES = ("bf16", "fp32")
 #: which saved weights of a run to use
 WEIGHTS = ("best", "last")
-
-
-def adapter_spec(name: str) -> AdapterSpec:
-    try:
-        return ADAPTERS[name]
-    except KeyError:
-        raise AimsError(f"unknown adapter {name!r}; choose one of {', '.join(ADAPTERS)}") from None

@@ -1,9 +1,16 @@
-"""``aims baseline train|predict``: the SimCMF baselines (needs the ``[baselines]`` extra).
+"""``aims baseline train|predict|describe|reproduce``: the SimCMF baselines (needs the
+``[baselines]`` extra).
 
 Mounted by :mod:`aims.cli`; torch is imported inside the commands only, so the core
-commands, ``--help`` and every argument error stay fast and work without the extra.
-The choices of ``--strategy``, ``--adapter``, ``--resize``, ``--dtype`` and ``--weights``
-come from :mod:`aims.baselines.choices`, which the model modules import too.
+commands, ``--help`` and every argument error stay fast and work without the extra. Fixed
+choices (``--strategy``, ``--recipe``, ``--resize``, ``--dtype``, ``--weights``, ``--size``)
+come from the torch-free :mod:`aims.baselines.choices` and :mod:`aims.baselines.recipes`.
+``--adapter`` and ``--modality`` are free strings checked when the command runs: projectors
+come in families (``paper-n{n}-k{k}-d{d}``), and modalities include those a prepared
+dataset's records bring (``--data-dir``).
+
+Settings resolve in one order: the command line, then ``--recipe-file``, then the recipe's
+defaults (:mod:`aims.baselines.recipes`).
 """
 
 from __future__ import annotations
@@ -11,14 +18,14 @@ from __future__ import annotations
 import enum
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from aims.baselines.choices import ADAPTERS, DTYPES, RESIZE_MODES, STRATEGIES, WEIGHTS
+from aims.baselines.choices import ADAPTER_FAMILIES, DTYPES, FIXED_ADAPTERS, RESIZE_MODES, STRATEGIES, WEIGHTS
+from aims.baselines.recipes import RECIPES
 from aims.baselines.sam_loading import SIZES
 from aims.errors import AimsError
-from aims.modalities import MODALITY_STACKS
 from aims.predictions import FORMATS
 from aims.protocols import PROTOCOLS
 
@@ -27,6 +34,8 @@ DEVICES = ("cpu", "cuda")
 #: bounds of the loaders' worker processes and of the interactive clicks per instance
 MAX_WORKERS = 256
 MAX_CLICKS = 100
+#: the paper's tables `reproduce --table` knows
+TABLE_CHOICES = ("1", "2", "3", "ablation")
 
 
 def _choice(name: str, values: tuple[str, ...]) -> type[enum.Enum]:
@@ -35,18 +44,25 @@ def _choice(name: str, values: tuple[str, ...]) -> type[enum.Enum]:
 
 
 Strategy = _choice("Strategy", STRATEGIES)
-Adapter = _choice("Adapter", tuple(ADAPTERS))
+RecipeName = _choice("RecipeName", tuple(RECIPES))
 Resize = _choice("Resize", RESIZE_MODES)
 Dtype = _choice("Dtype", DTYPES)
 Weights = _choice("Weights", WEIGHTS)
 Size = _choice("Size", SIZES)
-ModalityName = _choice("ModalityName", tuple(MODALITY_STACKS))
 Protocol = _choice("Protocol", tuple(PROTOCOLS))
 Format = _choice("Format", FORMATS)
 Device = _choice("Device", DEVICES)
+Table = _choice("Table", TABLE_CHOICES)
+
+ADAPTER_HELP = (f"Cross-modal projector: {', '.join(FIXED_ADAPTERS)}, or a family member "
+                f"({', '.join(ADAPTER_FAMILIES)}). Default: the recipe's.")
+MODALITY_HELP = ("Model input (default: the config's own). Any registered modality, including one a "
+                 "prepared dataset in --data-dir brings; under --recipe reference, a reference input "
+                 "(depth, rgb-thermal, t_500 …).")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
-                  help="SimCMF baselines on Segment Anything: train, predict (needs the [baselines] extra).")
+                  help="SimCMF baselines on Segment Anything: train, predict, describe, reproduce "
+                       "(needs the [baselines] extra).")
 
 
 def _value(choice: enum.Enum | None) -> str | None:
@@ -63,53 +79,121 @@ def _device(device: str | None) -> str:
     return device or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def _merge(cli: dict[str, Any], recipe_file: Path | None) -> tuple[dict[str, Any], Any]:
+    """Command-line values (``None`` = not given) over the recipe file's."""
+    if recipe_file is None:
+        return {k: v for k, v in cli.items() if v is not None}, None
+    from aims.baselines.recipe_files import INFORMATIONAL, read_recipe_file
+
+    rf = read_recipe_file(recipe_file)
+    merged = {k: v for k, v in rf.values.items() if k not in INFORMATIONAL}
+    merged.update({k: v for k, v in cli.items() if v is not None})
+    return merged, rf
+
+
 @app.command("train")
 def train_cmd(
-    config: Annotated[str, typer.Option(help="Dataset config to train on (depth, hha, nir, ...).")],
-    strategy: Annotated[Strategy, typer.Option(help="What trains inside SAM.")] = "lora",
+    config: Annotated[Optional[str], typer.Option(help="Dataset config to train on (depth, hha, nir, ...).")] = None,
+    recipe: Annotated[Optional[RecipeName], typer.Option(
+        help="reference (the SimCMF code, point by point) or aims (ours; default).")] = None,
+    recipe_file: Annotated[Optional[Path], typer.Option(
+        dir_okay=False, help="YAML recipe file (recipes/…); command-line options override it.")] = None,
+    strategy: Annotated[Optional[Strategy], typer.Option(help="What trains inside SAM (default: the recipe's).")] = None,
     checkpoint: Annotated[str, typer.Option(
         help="Meta sam_vit_*.pth, a Hugging Face-format folder, or 'none' (random init).")] = "none",
-    adapter: Annotated[Adapter, typer.Option(help="How the modality enters SAM's encoder.")] = "simcmf",
+    adapter: Annotated[Optional[str], typer.Option(help=ADAPTER_HELP)] = None,
     size: Annotated[Optional[Size], typer.Option(
         help="SAM size (default: from the checkpoint name, else vit-b); tiny for tests.")] = None,
-    modality: Annotated[Optional[ModalityName], typer.Option(
-        help="Model input (default: the config's modality).")] = None,
+    modality: Annotated[Optional[str], typer.Option(help=MODALITY_HELP)] = None,
     data_dir: Annotated[Optional[Path], typer.Option(file_okay=False, help="Prepared dataset folder.")] = None,
     out: Annotated[Path, typer.Option(file_okay=False,
         help="Run folder (checkpoints, metrics).")] = Path("runs/simcmf"),
-    lr: Annotated[Optional[float], typer.Option(min=0.0, help="Learning rate (default 3e-4 PEFT, 1e-5 full).")] = None,
-    lr_sweep: Annotated[bool, typer.Option("--lr-sweep", help="Sweep 3e-6 … 3e-3, select on validation.")] = False,
-    epochs: Annotated[int, typer.Option(min=1, help="Epochs.")] = 50,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per step (per process).")] = 4,
-    resize: Annotated[Resize, typer.Option(help="sam (longest side + pad) or warp (reference code).")] = "sam",
+    lr: Annotated[Optional[float], typer.Option(min=0.0, help="Learning rate (default: the recipe's).")] = None,
+    lr_sweep: Annotated[bool, typer.Option("--lr-sweep", help="Sweep 3e-6 … 3e-3, pick by the run's selection.")] = False,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Epochs (reference 51, aims 50).")] = None,
+    eval_every: Annotated[Optional[int], typer.Option(min=1, help="Evaluate every n epochs (reference 5, aims 1).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Images per step (per process); 4.")] = None,
+    resize: Annotated[Resize, typer.Option(help="aims recipe: sam (longest side + pad) or warp.")] = "sam",
+    select_on_test: Annotated[bool, typer.Option("--select-on-test",
+        help="Reference recipe only: pick the best epoch on TEST, as the reference code does "
+             "(a protocol flaw; every output is labelled so).")] = False,
+    uniform_init: Annotated[bool, typer.Option("--uniform-init",
+        help="The reference's -uniformInit (simcmf and baseline_b-d only).")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
-    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Random seed.")] = 0,
+    seed: Annotated[Optional[int], typer.Option(min=0, max=2**32 - 1, help="Random seed (reference 8888, aims 0).")] = None,
     max_steps: Annotated[Optional[int], typer.Option(min=1, help="Stop after this many steps (smoke runs).")] = None,
-    workers: Annotated[int, typer.Option(min=0, max=MAX_WORKERS, help="Data loader workers.")] = 0,
-    dtype: Annotated[Dtype, typer.Option(help="Autocast dtype on GPU (CPU: fp32).")] = "bf16",
+    workers: Annotated[int, typer.Option(min=0, max=MAX_WORKERS, help="Data loader workers (aims recipe).")] = 0,
+    dtype: Annotated[Optional[Dtype], typer.Option(help="Autocast dtype on GPU (aims: bf16; reference: fp32).")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
-    """Fine-tune SAM on one config with the SimCMF recipe; select on validation."""
+    """Fine-tune SAM on one config under a named recipe."""
     from aims.baselines.sam_loading import infer_size
-    from aims.baselines.train import TrainConfig, lr_sweep as sweep, train
 
-    cfg = TrainConfig(config=config, strategy=strategy.value, adapter=adapter.value, checkpoint=checkpoint,
-                      size=_value(size) or infer_size(checkpoint), modality=_value(modality),
-                      data_dir=None if data_dir is None else str(data_dir), out=str(out), lr=lr,
-                      epochs=epochs, batch_size=batch_size, resize=resize.value, seed=seed, resume=resume,
-                      max_steps=max_steps, workers=workers, dtype=dtype.value, progress=progress)
-    if strategy.value == "scratch" and checkpoint != "none":
+    cli = {"recipe": _value(recipe), "config": config, "strategy": _value(strategy), "adapter": adapter,
+           "size": _value(size), "modality": modality, "lr": lr, "epochs": epochs, "eval_every": eval_every,
+           "batch_size": batch_size, "seed": seed, "select_on_test": select_on_test or None,
+           "uniform_init": uniform_init or None}
+    values, rf = _merge(cli, recipe_file)
+    if rf is not None and rf.zero_shot:
+        raise AimsError(f"{recipe_file} is a zero-shot recipe: nothing trains. Run it with "
+                        f"`aims baseline predict --recipe-file {recipe_file} --checkpoint … --out …`.")
+    if values.get("config") is None:
+        raise AimsError("train needs --config (or a --recipe-file that names one).")
+    from aims.baselines.train import TrainConfig, lr_sweep as sweep, train   # torch: after the file's checks
+
+    lrs = values.pop("lr_sweep", None)
+    if lr is not None:
+        lrs = None                       # an explicit --lr replaces the file's sweep
+    cfg = TrainConfig(config=values["config"], recipe=values.get("recipe", "aims"),
+                      strategy=values.get("strategy"), adapter=values.get("adapter"), checkpoint=checkpoint,
+                      size=values.get("size") or infer_size(checkpoint), modality=values.get("modality"),
+                      data_dir=None if data_dir is None else str(data_dir), out=str(out), lr=values.get("lr"),
+                      epochs=values.get("epochs"), eval_every=values.get("eval_every"),
+                      batch_size=values.get("batch_size", 4), resize=resize.value, seed=values.get("seed"),
+                      select_on_test=bool(values.get("select_on_test", False)),
+                      uniform_init=bool(values.get("uniform_init", False)), resume=resume, max_steps=max_steps,
+                      workers=workers, dtype=_value(dtype), progress=progress,
+                      recipe_file=None if recipe_file is None else str(recipe_file))
+    if cfg.strategy == "scratch" and checkpoint != "none":
         typer.echo("note: --strategy scratch ignores --checkpoint (random initialisation)")
-    summary = sweep(cfg) if lr_sweep else train(cfg)
+    if lr_sweep or lrs:
+        summary = sweep(cfg, tuple(lrs)) if lrs else sweep(cfg)
+    else:
+        summary = train(cfg)
     typer.echo(json.dumps(summary, indent=2))
+
+
+def _zero_shot(recipe_name: str, config: str, modality: str | None, checkpoint: str | None, size: str | None):
+    """The zero-shot model and how to feed it: aims = RGB with SAM's normalisation and the
+    best of three masks; reference = the first three dataset-normalised channels of the
+    reference input, one mask."""
+    from aims.baselines.model import ModelSpec, build_model
+    from aims.baselines.recipes import recipe
+    from aims.baselines.sam_loading import infer_size
+    from aims.baselines.train_data import resolve_input
+
+    if checkpoint is None:
+        raise AimsError("zero-shot prediction needs --checkpoint (Meta's sam_vit_b_01ec64.pth "
+                        "or a Hugging Face folder); to use a trained model pass --run.")
+    rec = recipe(recipe_name)
+    model_input = resolve_input(config, modality if rec.inputs == "reference" else "rgb", rec)
+    spec = ModelSpec(size=size or infer_size(checkpoint), adapter="zeroshot", strategy="full",
+                     in_channels=model_input.channels, checkpoint=None if checkpoint == "none" else checkpoint)
+    return build_model(spec), model_input, rec
 
 
 @app.command("predict")
 def predict_cmd(
-    config: Annotated[str, typer.Option(help="Dataset config to predict.")],
     out: Annotated[Path, typer.Option(file_okay=False, help="Predictions folder (read by `aims score`).")],
+    config: Annotated[Optional[str], typer.Option(help="Dataset config to predict.")] = None,
     run: Annotated[Optional[Path], typer.Option(file_okay=False,
         help="Training run folder (from `aims baseline train --out`); omit for zero-shot SAM.")] = None,
+    recipe: Annotated[Optional[RecipeName], typer.Option(
+        help="Zero-shot only: reference (first three dataset-normalised channels, one mask) or "
+             "aims (RGB, best of three masks; default). A run's recipe comes from the run.")] = None,
+    recipe_file: Annotated[Optional[Path], typer.Option(dir_okay=False,
+        help="A zero-shot recipe file (recipes/table2/*-zero-shot.yaml).")] = None,
+    modality: Annotated[Optional[str], typer.Option(help="Zero-shot, reference recipe: the reference input.")] = None,
     checkpoint: Annotated[Optional[str], typer.Option(
         help="SAM weights: for zero-shot, or to override the run's base checkpoint path.")] = None,
     size: Annotated[Optional[Size], typer.Option(help="SAM size for zero-shot (default from the name).")] = None,
@@ -120,7 +204,7 @@ def predict_cmd(
     clicks: Annotated[int, typer.Option(min=0, max=MAX_CLICKS,
         help="Also run interactive evaluation with up to k clicks (0: off); writes <out>-interactive.json.")] = 0,
     device: Annotated[Optional[Device], typer.Option(help="Device (default: cuda if available).")] = None,
-    dtype: Annotated[Dtype, typer.Option(help="Autocast dtype on GPU.")] = "bf16",
+    dtype: Annotated[Optional[Dtype], typer.Option(help="Autocast dtype on GPU (reference runs: fp32).")] = None,
     image_batch: Annotated[int, typer.Option(min=1, help="Images encoded together.")] = 1,
     prompt_batch: Annotated[int, typer.Option(min=1, help="Prompts decoded together (per image).")] = 64,
     workers: Annotated[int, typer.Option(min=0, max=MAX_WORKERS, help="Data loader workers.")] = 0,
@@ -131,53 +215,173 @@ def predict_cmd(
     import torch
 
     from aims.atomic import atomic_write_text
-    from aims.baselines.data import SampleSource, config_channel_stats, load_split, modality_normalizer
+    from aims.baselines.data import SampleSource, load_split, modality_normalizer
     from aims.baselines.interactive import interactive_eval
-    from aims.baselines.model import ModelSpec, build_model
     from aims.baselines.predict import write_predictions
-    from aims.baselines.sam_loading import infer_size
+    from aims.baselines.recipes import recipe as recipe_by_name
     from aims.baselines.strategies import count_parameters
     from aims.baselines.train import load_run
+    from aims.baselines.train_data import register_dataset, register_records
 
+    values, rf = _merge({"recipe": _value(recipe), "config": config, "modality": modality}, recipe_file)
+    if rf is not None and not rf.zero_shot:
+        raise AimsError(f"{recipe_file} is a training recipe; train it with `aims baseline train --recipe-file "
+                        f"{recipe_file}`, then predict with --run.")
+    if (values.get("recipe") or values.get("modality")) and run is not None:
+        raise AimsError("--recipe/--modality/--recipe-file choose a zero-shot model; a run's recipe and "
+                        "modality come from its run.json. Drop them or drop --run.")
+    config = values.get("config")
+    if config is None:
+        raise AimsError("predict needs --config (or a zero-shot --recipe-file that names one).")
     dev = _device(_value(device))
+    register_records(data_dir)                      # a user's own configs and modalities, if prepared
+    multimask = False
     if run is not None:
         model, info = load_run(run, weights=weights.value, checkpoint=checkpoint)
-        modality = info["modality"]
-        resize = info["train"]["resize"]
-        method = f"simcmf-{model.spec.adapter}-{model.spec.strategy}"
+        recipe_name = info["train"].get("recipe", "aims")
+        rec = recipe_by_name(recipe_name)
+        modality, resize = info["modality"], info["train"]["resize"]
+        selection = info.get("selection", "validation split")
+        select_on_test = bool(info["train"].get("select_on_test", False))
+        reference = None
+        if rec.inputs == "reference":
+            from aims.baselines.reference_inputs import reference_spec
+
+            reference = reference_spec(modality)
+        method = f"simcmf-{recipe_name}-{model.spec.adapter}-{model.spec.strategy}"
+        if select_on_test:
+            method += "-selected-on-test"
+        trainable = count_parameters(model)[0]
     else:
-        if checkpoint is None:
-            raise AimsError("zero-shot prediction needs --checkpoint (Meta's sam_vit_b_01ec64.pth "
-                            "or a Hugging Face folder); to use a trained model pass --run.")
-        spec = ModelSpec(size=_value(size) or infer_size(checkpoint), adapter="zero-shot", strategy="full",
-                         in_channels=3, checkpoint=None if checkpoint == "none" else checkpoint)
-        model = build_model(spec)
-        modality, resize, method = "rgb", "sam", "sam-zero-shot"
+        recipe_name = values.get("recipe", "aims")
+        model, model_input, rec = _zero_shot(recipe_name, config, values.get("modality"), checkpoint, _value(size))
+        modality, reference = model_input.name, model_input.reference
+        resize = rec.resize
+        multimask = rec.inputs != "reference"
+        selection, select_on_test, trainable = "none (zero-shot)", False, 0
+        method = "sam-zero-shot" if recipe_name == "aims" else "sam-zero-shot-reference"
+    run_dtype = _value(dtype) or ("fp32" if rec.precision == "fp32" else "bf16")
+    if rec.precision == "fp32" and run_dtype != "fp32":
+        raise AimsError("this model follows the reference recipe, which runs in fp32; drop --dtype bf16.")
     if protocol.value == "simcmf" and resize != "warp":
         typer.echo(f"note: protocol simcmf warps inputs to {model.image_size}² (the model was "
                    f"trained with --resize {resize})")
         resize = "warp"
+    stats = register_dataset(config, data_dir)
     model.to(dev)
-    norm = modality_normalizer(modality, config_channel_stats(config, data_dir))
-    source = SampleSource(load_split(config, split, data_dir), modality, norm, model.image_size, resize)
-    meta = {"method": method, "model": f"SAM {model.spec.size}", "adapter": model.spec.adapter,
-            "strategy": model.spec.strategy, "modality": modality, "split": split,
-            "protocol": protocol.value, "resize": resize, "run": None if run is None else str(run),
-            "checkpoint": model.spec.checkpoint, "torch": torch.__version__,
-            "trainable_params": count_parameters(model)[0] if run is not None else 0}
-    stats = write_predictions(model, source, out, config=config, meta=meta, protocol=protocol.value,
-                              fmt=fmt.value, progress=progress, device=dev, dtype=dtype.value,
-                              prompt_batch=prompt_batch, image_batch=image_batch, workers=workers)
-    typer.echo(f"{stats.images} images, {stats.instances} instances in {stats.seconds:.1f} s "
-               f"({stats.images_per_s:.1f} img/s) → {out}")
+    rows = load_split(config, split, data_dir)
+    if reference is not None:
+        from aims.baselines.reference_data import ReferenceSampleSource, every_nth
+
+        keep = every_nth(list(range(len(rows))), reference.test_every if split == "test" else 1)
+        source: Any = ReferenceSampleSource(rows, reference, model.image_size, keep)
+    else:
+        norm = modality_normalizer(modality, stats)
+        source = SampleSource(rows, modality, norm, model.image_size, resize)
+    meta = {"method": method, "model": f"SAM {model.spec.size}", "recipe": recipe_name,
+            "projector": model.spec.adapter, "adapter": model.spec.adapter, "strategy": model.spec.strategy
+            if run is not None else "none", "selection": selection, "selected_on_test": select_on_test,
+            "modality": modality, "split": split, "protocol": protocol.value, "resize": resize,
+            "multimask": multimask, "run": None if run is None else str(run),
+            "checkpoint": model.spec.checkpoint, "torch": torch.__version__, "trainable_params": trainable}
+    stats_out = write_predictions(model, source, out, config=config, meta=meta, protocol=protocol.value,
+                                  fmt=fmt.value, progress=progress, device=dev, dtype=run_dtype,
+                                  prompt_batch=prompt_batch, image_batch=image_batch, workers=workers,
+                                  multimask=multimask)
+    typer.echo(f"{stats_out.images} images, {stats_out.instances} instances in {stats_out.seconds:.1f} s "
+               f"({stats_out.images_per_s:.1f} img/s) → {out}")
     if clicks > 0:
-        result = interactive_eval(model, source, max_clicks=clicks, device=dev, dtype=dtype.value)
+        result = interactive_eval(model, source, max_clicks=clicks, device=dev, dtype=run_dtype,
+                                  multimask_first=multimask)
         summary = result.summary()
         # beside the predictions folder, not in it (it holds only what `aims score` reads)
         target = Path(out).parent / f"{Path(out).name}-interactive.json"
         atomic_write_text(target, json.dumps(summary, indent=2) + "\n")
         typer.echo(f"interactive evaluation → {target}")
         typer.echo(json.dumps(summary, indent=2))
+
+
+@app.command("describe")
+def describe_cmd(
+    config: Annotated[Optional[str], typer.Option(help="Config whose modality sets the channel count.")] = None,
+    modality: Annotated[Optional[str], typer.Option(help=MODALITY_HELP)] = None,
+    channels: Annotated[Optional[int], typer.Option(min=1, max=64,
+        help="Input channels, instead of --config/--modality.")] = None,
+    recipe: Annotated[Optional[RecipeName], typer.Option(help="Recipe whose defaults apply (default aims).")] = None,
+    recipe_file: Annotated[Optional[Path], typer.Option(dir_okay=False, help="YAML recipe file.")] = None,
+    adapter: Annotated[Optional[str], typer.Option(
+        help=ADAPTER_HELP + " 'paper' or 'preconv' with --layers/--kernel/--dim assemble a family name.")] = None,
+    layers: Annotated[Optional[int], typer.Option(min=1, max=16, help="n: conv layers of the family.")] = None,
+    kernel: Annotated[Optional[int], typer.Option(min=1, max=31, help="k: kernel size of the family.")] = None,
+    dim: Annotated[Optional[int], typer.Option(min=1, max=4096, help="d: hidden width of the family.")] = None,
+    strategy: Annotated[Optional[Strategy], typer.Option(help="Strategy (default: the recipe's).")] = None,
+    size: Annotated[Size, typer.Option(help="SAM size.")] = "vit-b",
+    data_dir: Annotated[Optional[Path], typer.Option(file_okay=False,
+        help="Prepared dataset folder whose records to register (a user's own configs).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Total and trainable parameters per module group, counted on the meta device."""
+    from aims.baselines.describe import describe_model, family_name, format_description
+    from aims.baselines.model import ModelSpec
+    from aims.baselines.recipes import recipe as recipe_by_name
+    from aims.baselines.train_data import resolve_input
+
+    values, _ = _merge({"recipe": _value(recipe), "config": config, "modality": modality,
+                        "strategy": _value(strategy), "adapter": adapter}, recipe_file)
+    rec = recipe_by_name(values.get("recipe", "aims"))
+    name = family_name(values.get("adapter") or rec.adapter, layers, kernel, dim)
+    if data_dir is not None:
+        from aims.converters.registry import register_prepared_records
+
+        register_prepared_records(data_dir)
+    info_extra: dict[str, Any] = {}
+    if channels is None:
+        if values.get("config") is None:
+            raise AimsError("describe needs --config (its modality gives the channel count) or --channels.")
+        model_input = resolve_input(values["config"], values.get("modality"), rec)
+        channels = model_input.channels
+        info_extra = {"config": values["config"], "modality": model_input.name}
+    elif values.get("config") is not None:
+        raise AimsError("give --config/--modality or --channels, not both.")
+    spec = ModelSpec(size=size.value, adapter=name, strategy=values.get("strategy") or rec.strategy,
+                     in_channels=channels)
+    info = {**describe_model(spec), "recipe": rec.name, **info_extra}
+    typer.echo(json.dumps(info, indent=2) if as_json else format_description(info))
+
+
+@app.command("reproduce")
+def reproduce_cmd(
+    table: Annotated[Table, typer.Option(help="The paper's table: 1, 2, 3 or ablation.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List every run and its estimated GPU hours.")] = False,
+    modality: Annotated[Optional[str], typer.Option(help="Only this modality's cells.")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(file_okay=False,
+        help="Prepared dataset folder (its image counts replace the nominal ones).")] = None,
+    size: Annotated[Size, typer.Option(help="SAM size of the estimate.")] = "vit-b",
+    seconds_per_forward: Annotated[float, typer.Option(min=1e-6, max=3600.0,
+        help="Seconds of one ViT-B forward at 1024² fp32 on your GPU (the estimate's unit).")] = 0.04,
+    select_on_test: Annotated[bool, typer.Option("--select-on-test",
+        help="Plan the reference's test-split selection (labelled so).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The paper's runs for one table: every cell × the learning-rate sweep, with cost."""
+    from aims.baselines.paper_grid import format_plan, plan
+
+    if not dry_run:
+        raise AimsError("reproduce runs only as --dry-run for now: it lists every run with its "
+                        "command; run the commands (one per cell) to reproduce the table.")
+    runs = plan(table.value, modality=modality, data_dir=data_dir, size=size.value,
+                seconds_per_forward=seconds_per_forward, select_on_test=select_on_test)
+    if as_json:
+        typer.echo(json.dumps({"table": table.value, "seconds_per_vit_b_forward": seconds_per_forward,
+                               "gpu_hours": sum(r.gpu_hours for r in runs),
+                               "runs": [{"table": r.cell.table, "row": r.cell.row, "modality": r.cell.modality,
+                                         "config": r.cell.config, "strategy": r.cell.strategy,
+                                         "adapter": r.cell.adapter, "lr": r.lr, "zero_shot": r.cell.zero_shot,
+                                         "paper_miou": r.cell.paper_miou, "recipe_file": f"recipes/{r.cell.name}.yaml",
+                                         "command": r.command, "gpu_hours": r.gpu_hours, "images": r.images}
+                                        for r in runs]}, indent=2))
+    else:
+        typer.echo(format_plan(runs, seconds_per_forward))
 
 
 __all__ = ["DEVICES", "app"]

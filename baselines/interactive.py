@@ -92,12 +92,15 @@ class InteractiveResult:
 @torch.no_grad()
 def interactive_eval(model: SimCMF, source: SampleSource, *, max_clicks: int = 20,
                      device: str | torch.device = "cpu", dtype: str = "fp32",
-                     min_area: int = MIN_AREA) -> InteractiveResult:
-    """Run the click loop on every evaluated instance (area ≥ ``min_area``, protocol aims)."""
+                     min_area: int = MIN_AREA, multimask_first: bool = False) -> InteractiveResult:
+    """Run the click loop on every evaluated instance (area ≥ ``min_area``, protocol aims).
+    ``multimask_first``: the first click takes the best of SAM's three masks by predicted
+    IoU (the aims recipe's zero-shot SAM); every later click, and trained models, take the
+    single mask."""
     device = torch.device(device)
     model.eval()
     result = InteractiveResult(max_clicks)
-    zero_shot = model.spec.adapter == "zero-shot"
+    zero_shot = multimask_first
     for (record,) in iter_records(source, protocol="aims"):
         keep = [i for i, inst in enumerate(record.instance_ids)
                 if int((record.instances == inst).sum()) >= min_area]

@@ -14,20 +14,26 @@ from typing import Any
 import torch
 from torch import nn
 
-from aims.baselines.adapters import AdapterSpec, attach_adapter
+from aims.baselines.adapters import attach_adapter
+from aims.baselines.choices import SCRATCH
+from aims.baselines.projectors import ProjectorSpec
 from aims.baselines.sam_loading import build_sam, infer_size, sam_config
 from aims.baselines.strategies import PAPER, TINY, StrategySettings, apply_strategy, count_parameters
 
 
 @dataclass
 class ModelSpec:
-    """Everything needed to rebuild the same model (saved beside its checkpoints)."""
+    """Everything needed to rebuild the same model (saved beside its checkpoints).
+    ``adapter`` is a projector name (:mod:`aims.baselines.projectors`), ``strategy`` one of
+    :data:`aims.baselines.choices.STRATEGIES`; ``uniform_init`` is the reference's
+    ``-uniformInit`` (off there by default)."""
 
     size: str = "vit-b"
-    adapter: str = "simcmf"
+    adapter: str = "paper-n2-k3-d64"
     strategy: str = "lora"
     in_channels: int = 3
     checkpoint: str | None = None
+    uniform_init: bool = False
 
     def settings(self) -> StrategySettings:
         return TINY if self.size == "tiny" else PAPER
@@ -39,7 +45,7 @@ class ModelSpec:
 class SimCMF(nn.Module):
     """SAM with an input adapter; ``encode`` images, ``decode`` batches of point prompts."""
 
-    def __init__(self, sam: nn.Module, spec: ModelSpec, adapter: AdapterSpec) -> None:
+    def __init__(self, sam: nn.Module, spec: ModelSpec, adapter: ProjectorSpec) -> None:
         super().__init__()
         self.sam = sam
         self.spec = spec
@@ -84,19 +90,18 @@ def build_model(spec: ModelSpec, *, device: str | torch.device | None = None) ->
     """Assemble the model. ``device="meta"`` builds the structure without memory (for counting
     parameters); then no checkpoint is read."""
     meta = device is not None and torch.device(device).type == "meta"
-    adapter_name = spec.adapter
     if meta:
         from transformers import SamModel
 
         with torch.device("meta"):
             sam = SamModel(sam_config(spec.size))
-            adapter = attach_adapter(sam, adapter_name, spec.in_channels)
-            apply_strategy(sam, spec.strategy, adapter, spec.settings())
+            adapter = attach_adapter(sam, spec.adapter, spec.in_channels, uniform_init=spec.uniform_init)
+            apply_strategy(sam, spec.strategy, spec.settings())
         return SimCMF(sam, spec, adapter)
-    checkpoint = None if spec.strategy == "scratch" else spec.checkpoint
+    checkpoint = None if spec.strategy == SCRATCH else spec.checkpoint
     sam = build_sam(checkpoint, spec.size)
-    adapter = attach_adapter(sam, adapter_name, spec.in_channels)
-    apply_strategy(sam, spec.strategy, adapter, spec.settings())
+    adapter = attach_adapter(sam, spec.adapter, spec.in_channels, uniform_init=spec.uniform_init)
+    apply_strategy(sam, spec.strategy, spec.settings())
     model = SimCMF(sam, spec, adapter)
     return model.to(device) if device is not None else model
 

@@ -2,8 +2,10 @@
 clicks are decoded together (transformers' ``point_batch`` dimension), masks return to the
 native resolution (protocol ``aims``) or stay on the 256×256 grid (protocol ``simcmf``).
 
-Fine-tuned models use the single-mask output (mask token 0, as trained); zero-shot SAM
-takes the highest predicted-IoU mask of its three (the SAM paper's single-click protocol).
+Fine-tuned models use the single-mask output (mask token 0, as trained). Zero-shot SAM does
+too under the reference recipe (``multimask_output=False``, as the reference code); under the
+aims recipe it takes the highest predicted-IoU mask of its three (the SAM paper's
+single-click protocol): ``multimask=True``.
 """
 
 from __future__ import annotations
@@ -39,13 +41,11 @@ def autocast(device: torch.device, dtype: str):
 
 @torch.no_grad()
 def decode_record(model: SimCMF, embedding: torch.Tensor, record: ImageRecord, *, protocol: str = "aims",
-                  prompt_batch: int = 64, multimask: bool | None = None) -> np.ndarray:
+                  prompt_batch: int = 64, multimask: bool = False) -> np.ndarray:
     """Masks for every instance click of one image from its (1, C, h, w) embedding.
 
     Returns bool (P, h, w) at native size (``aims``) or (P, s, s) logits grid (``simcmf``).
     """
-    if multimask is None:
-        multimask = model.spec.adapter == "zero-shot"
     device = embedding.device
     out = []
     pts_all = torch.from_numpy(record.points).to(device)
@@ -103,8 +103,9 @@ class PredictStats:
 @torch.no_grad()
 def predict(model: SimCMF, source: SampleSource, *, protocol: str = "aims", device: str | torch.device = "cpu",
             dtype: str = "fp32", prompt_batch: int = 64, image_batch: int = 1, workers: int = 0,
-            stats: PredictStats | None = None) -> Iterator[tuple[ImageRecord, np.ndarray]]:
-    """Yield (record, masks) per image; ``masks[i]`` belongs to ``record.instance_ids[i]``."""
+            stats: PredictStats | None = None, multimask: bool = False) -> Iterator[tuple[ImageRecord, np.ndarray]]:
+    """Yield (record, masks) per image; ``masks[i]`` belongs to ``record.instance_ids[i]``.
+    ``multimask``: take the best of three masks by predicted IoU (aims zero-shot SAM)."""
     device = torch.device(device)
     model.eval()
     stats = stats if stats is not None else PredictStats()
@@ -115,7 +116,7 @@ def predict(model: SimCMF, source: SampleSource, *, protocol: str = "aims", devi
             embeddings = model.encode(pixels)
             for k, record in enumerate(batch):
                 masks = decode_record(model, embeddings[k:k + 1], record, protocol=protocol,
-                                      prompt_batch=prompt_batch)
+                                      prompt_batch=prompt_batch, multimask=multimask)
                 stats.images += 1
                 stats.instances += len(masks)
                 stats.seconds = time.perf_counter() - t0

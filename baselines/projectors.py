@@ -32,6 +32,10 @@ name                          origin      what it is
 ``preattnp…-unscrambled``     corrected   ``preattn`` with patches put back in place
 ``channels-to-batch``         aims        MedicalSAM-style: each channel alone through SAM's
                                           patch embedding, tokens averaged over channels
+``aims-conv3``                aims        Conv3×3(C→64) → ReLU → Conv3×3(64→3) → SAM's own
+                                          patch embedding (this project's first adapter,
+                                          formerly misnamed ``simcmf``; 6,979 parameters at
+                                          C = 9, matching neither the paper nor the code)
 ============================  ==========  ===================================================
 
 The reference's projector checkpoints load through :func:`reference_state_dict_to_ours`.
@@ -64,6 +68,8 @@ VIT_B_PATCH_SIZE = 16
 
 #: the reference's gate and ``baseline_b`` widen C to 4·C (``inplane``, models/projector.py:307)
 REFERENCE_EXPANSION = 4
+#: hidden width of ``aims-conv3``
+AIMS_CONV3_WIDTH = 64
 
 #: Fig. 6 (C = 9, k = 3, d = 64), n = 1…5: the exact counts of the paper's family, and the
 #: figures the paper prints. The printed figures are the exact counts in thousands, but no
@@ -463,6 +469,12 @@ def _fixed_specs() -> list[ProjectorSpec]:
                       "embedding, tokens averaged over channels (no parameters)",
                       "ours (no reference code)", True,
                       lambda c, sam: ChannelsToBatch()),
+        ProjectorSpec("aims-conv3", "aims", "aims-conv3",
+                      f"Conv3x3(C->{AIMS_CONV3_WIDTH}) -> ReLU -> Conv3x3({AIMS_CONV3_WIDTH}->3) -> "
+                      "SAM's own patch embedding (ours; neither the paper's family nor the code's)",
+                      "ours (no reference code)", True,
+                      lambda c, sam: ThroughSamPatchEmbed(ConvStack(c, [
+                          ConvLayer(AIMS_CONV3_WIDTH, 3, 1, relu=True), ConvLayer(3, 3, 1, relu=False)]))),
     ]
 
 
@@ -498,21 +510,33 @@ def _preattn_spec(name: str, p: int, n: int, d: int, unscrambled: bool) -> Proje
                          lambda c, sam: ThroughSamPatchEmbed(PatchTransformer(c, p, n, d, unscramble=unscrambled)))
 
 
+#: largest family parameters a name may ask for. Names come from run folders and recipe
+#: files, which may be hostile: ``paper-n999999999-k1-d1`` must be refused, not built. The
+#: bounds are far above anything the paper or the code uses (n ≤ 5, k ≤ 5, d ≤ 128, p ≤ 16).
+FAMILY_BOUNDS = {"n": 16, "k": 31, "d": 4096, "p": 64}
+
+
+def _check_bounds(name: str, values: Mapping[str, int], minimum: Mapping[str, int]) -> None:
+    for key, value in values.items():
+        if not minimum[key] <= value <= FAMILY_BOUNDS[key]:
+            raise AimsError(f"projector {name!r}: {key} = {value} is outside {minimum[key]}…{FAMILY_BOUNDS[key]}")
+
+
 def _family_spec(name: str) -> ProjectorSpec | None:
     """A spec for a family name (``paper-n2-k3-d64``, ``preconvk3n2d64``, ``preattnp16n1d64``
     and ``-unscrambled``), or None if ``name`` belongs to no family."""
+    if len(name) > 64:
+        return None
     for regex, make, order in ((_PAPER_RE, _paper_spec, "nkd"), (_PRECONV_RE, _preconv_spec, "knd")):
         match = regex.fullmatch(name)
         if match:
             values = dict(zip(order, (int(g) for g in match.groups())))
-            if min(values.values()) < 1:
-                raise AimsError(f"projector {name!r}: n, k and d must be at least 1")
+            _check_bounds(name, values, {"n": 1, "k": 1, "d": 1})
             return make(name, values["n"], values["k"], values["d"])
     match = _PREATTN_RE.fullmatch(name)
     if match:
         p, n, d = (int(g) for g in match.groups()[:3])
-        if p < 1 or d < 1:
-            raise AimsError(f"projector {name!r}: p and d must be at least 1")
+        _check_bounds(name, {"p": p, "n": n, "d": d}, {"p": 1, "n": 0, "d": 1})
         return _preattn_spec(name, p, n, d, unscrambled=bool(match.group(4)))
     return None
 
@@ -559,13 +583,17 @@ ALIGNMENT_ABLATION: dict[str, str] = {
 }
 
 
+#: the projectors that are not members of a family, in registry order
+FIXED_PROJECTORS: tuple[str, ...] = tuple(spec.name for spec in _fixed_specs())
+
+
 def projector_spec(name: str) -> ProjectorSpec:
     """The spec of projector ``name``. Raises :class:`AimsError` (listing the choices) for
     an unknown name."""
     spec = PROJECTORS.get(name) or _family_spec(name)
     if spec is None:
         fixed = ", ".join(s.name for s in _fixed_specs())
-        raise AimsError(f"unknown projector {name!r}; choose one of {fixed}, "
+        raise AimsError(f"unknown projector {name!r:.80}; choose one of {fixed}, "
                         "paper-n{n}-k{k}-d{d}, preconvk{k}n{n}d{d}, preattnp{p}n{n}d{d}[-unscrambled]")
     return spec
 
@@ -767,7 +795,7 @@ def ours_to_reference_state_dict(name: str, in_channels: int,
     return out
 
 
-__all__ = ["ALIGNMENT_ABLATION", "FIG6_PARAMETERS", "FIG6_PRINTED", "GRID_KERNELS", "GRID_LAYERS",
+__all__ = ["AIMS_CONV3_WIDTH", "ALIGNMENT_ABLATION", "FAMILY_BOUNDS", "FIXED_PROJECTORS", "FIG6_PARAMETERS", "FIG6_PRINTED", "GRID_KERNELS", "GRID_LAYERS",
            "GRID_WIDTHS", "PREATTN_CONFIGS", "PROJECTORS", "REFERENCE_EXPANSION", "VIT_B_EMBED_DIM",
            "VIT_B_PATCH_SIZE", "ChannelGate", "ChannelLayerNorm", "ChannelsToBatch", "ConvLayer",
            "ConvStack", "FirstThreeChannels", "GatedBranches", "GatedTwoBranch", "GlobalBlock",

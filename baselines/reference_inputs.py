@@ -56,7 +56,9 @@ __all__ = [
     "minmax_pillow_l",
     "minmax_uint8",
     "reference_input",
+    "reference_image",
     "reference_input_from_arrays",
+    "reference_train_candidates",
     "reference_spec",
     "source_channels",
     "to_tensor",
@@ -404,11 +406,30 @@ def _region_counts(warped: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values, counts[values]
 
 
+def _train_candidates(values: np.ndarray, counts: np.ndarray, threshold: int) -> np.ndarray:
+    # np.delete(values, counts < THR)[1:]: the first remaining value is taken for background
+    return values[counts >= threshold][1:].astype(np.int64)
+
+
+def reference_train_candidates(id_map: np.ndarray, spec: ReferenceInputSpec | str) -> np.ndarray:
+    """The ids a training draw of the reference chooses from for this label (warped to
+    1024², counted there, ids under the area threshold dropped, then the first remaining
+    one); empty where the reference's loader would fail."""
+    spec = reference_spec(spec) if isinstance(spec, str) else spec
+    values, counts = _region_counts(warp_nearest(np.asarray(id_map), (SIMCMF_INPUT, SIMCMF_INPUT)))
+    return _train_candidates(values, counts, spec.area_threshold)
+
+
 def reference_input_from_arrays(channels: np.ndarray, id_map: np.ndarray,
-                                spec: ReferenceInputSpec | str) -> ReferenceInput:
+                                spec: ReferenceInputSpec | str, *, image_size: int = SIMCMF_INPUT,
+                                test_clicks: bool = True) -> ReferenceInput:
     """Steps 2-5 of the module docstring on the reference's source arrays: ``channels``
     (C, H, W) uint8 or float32 as its loader stacks them, ``id_map`` (H', W') the label as
-    ``convert('I')`` reads it (any size: the label is warped on its own)."""
+    ``convert('I')`` reads it (any size: the label is warped on its own).
+
+    ``image_size``: the side the image is warped to (the reference: 1024). Only a smaller
+    test model changes it; labels, thresholds and clicks stay in the reference's 1024²
+    frame. ``test_clicks=False`` skips the test clicks (training needs none)."""
     spec = reference_spec(spec) if isinstance(spec, str) else spec
     channels = np.asarray(channels)
     if channels.ndim != 3 or channels.shape[0] != spec.channels:
@@ -420,7 +441,7 @@ def reference_input_from_arrays(channels: np.ndarray, id_map: np.ndarray,
         raise AimsError(f"the label must be a 2-D map of non-negative integer ids, got "
                         f"{id_map.dtype} {id_map.shape}")
     pre = to_tensor(channels)
-    image = warp_normalise(pre, spec)
+    image = warp_normalise(pre, spec, image_size)
 
     warped = warp_nearest(id_map, (SIMCMF_INPUT, SIMCMF_INPUT))
     t = torch_nearest_index(SIMCMF_INPUT, SIMCMF_OUTPUT)
@@ -432,8 +453,8 @@ def reference_input_from_arrays(channels: np.ndarray, id_map: np.ndarray,
     else:
         ids = values[(values > 0) & (counts > thr)]
     ids = ids.astype(np.int64)
-    clicks = clicks_simcmf(id_map, ids) if ids.size else np.zeros((0, 2), np.int32)
-    candidates = values[counts >= thr][1:].astype(np.int64)
+    clicks = clicks_simcmf(id_map, ids) if ids.size and test_clicks else np.zeros((0, 2), np.int32)
+    candidates = _train_candidates(values, counts, thr)
     return ReferenceInput(spec, image, pre, label, ids, clicks, np.ones(ids.size, np.int32),
                           candidates, warped)
 
@@ -452,8 +473,9 @@ def source_channels(row: Mapping[str, Any], spec: ReferenceInputSpec | str) -> n
     return np.concatenate(parts, axis=0)
 
 
-def reference_input(row: Mapping[str, Any], config: str, *,
-                    id_map: np.ndarray | None = None) -> ReferenceInput:
+def reference_input(row: Mapping[str, Any], config: str | ReferenceInputSpec, *,
+                    id_map: np.ndarray | None = None, image_size: int = SIMCMF_INPUT,
+                    test_clicks: bool = True) -> ReferenceInput:
     """The reference recipe's network input and targets for one prepared AIMS row.
 
     ``config``: a reference key (``d``, ``rgbt``, ``pgsnet_rgbp`` …) or the AIMS modality /
@@ -461,7 +483,7 @@ def reference_input(row: Mapping[str, Any], config: str, *,
     label as the reference reads it, when it differs from the row's ``instances`` (a
     palette mask, whose ``convert('I')`` ids are palette lumas); default the row's map.
     """
-    spec = reference_spec(config)
+    spec = reference_spec(config) if isinstance(config, str) else config
     channels = source_channels(row, spec)
     if id_map is None:
         if "instances" not in row:
@@ -469,4 +491,12 @@ def reference_input(row: Mapping[str, Any], config: str, *,
         id_map = to_array(row["instances"])
     if tuple(np.asarray(id_map).shape[:2]) != channels.shape[1:]:
         raise AimsError(f"label {np.asarray(id_map).shape[:2]} and image {channels.shape[1:]} sizes differ")
-    return reference_input_from_arrays(channels, id_map, spec)
+    return reference_input_from_arrays(channels, id_map, spec, image_size=image_size, test_clicks=test_clicks)
+
+
+def reference_image(row: Mapping[str, Any], spec: ReferenceInputSpec | str,
+                    image_size: int = SIMCMF_INPUT) -> torch.Tensor:
+    """Only the network input (C, S, S) of one row: what prediction needs, without the
+    label work of :func:`reference_input`."""
+    spec = reference_spec(spec) if isinstance(spec, str) else spec
+    return warp_normalise(to_tensor(source_channels(row, spec)), spec, image_size)

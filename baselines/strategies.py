@@ -1,34 +1,33 @@
-"""Fine-tuning strategies (``--strategy``): what trains inside SAM.
+"""Fine-tuning strategies (``--strategy``): what trains inside SAM, and the one entry point
+that applies any of them.
 
-Each parameter-efficient strategy acts on the same places — every image-encoder block and the
-mask decoder's two-way transformer — and adds nothing that changes SAM's output at
-initialisation (LoRA's B and the adapters' up-projections start at zero; prompt tokens enter
-through a zero-initialised gate), so step 0 is exactly the pretrained model.
+Two kinds, named apart (:mod:`aims.baselines.choices`):
 
-Settings and the trainable-parameter arithmetic at ViT-B (hidden 768, 12 blocks; decoder
-width 256, attention internal width 256 for self-attention and 128 for the two
-cross-attentions, 2 two-way blocks + a final token→image attention = 7 attention layers,
-2 MLPs). The paper's figures: LoRA 4.3 M, MLP adapter 3.9 M, prompt 4.4 M, full 93.7 M.
+- **the reference code's** (``lora``, ``mlp-adapter``, ``prompt``, ``prefix``,
+  ``linear-probing``, ``full``), implemented in :mod:`aims.baselines.reference_peft` and proven
+  there against the reference fixtures, plus ``scratch`` (``full`` from a random
+  initialisation, the paper's "train from scratch" row);
+- **ours**, this project's first variants, kept under names that say how they differ:
 
-- ``lora`` (peft, r = 100, alpha = r so the scale is 1): on the encoder's fused ``qkv``
-  (768→2304) of every block — r·(768+2304) = 307 200 per block, the same count as the
-  reference's separate q and v LoRAs (2·r·(768+768)) — and on ``q_proj``/``v_proj`` of the
-  decoder's 7 attention layers: self r·(256+256)·2 = 102 400, each cross r·(256+128)·2 = 76 800,
-  so 2·(102 400+2·76 800) + 76 800 = 588 800. Total 3 686 400 + 588 800 = **4 275 200**.
-- ``mlp-adapter`` (AdaptFormer-style parallel adapter, width 200, scale 0.1, beside each MLP):
-  encoder 12·(768·200+200+200·768+768) = 3 698 016; decoder 2·(256·200+200+200·256+256) =
-  205 712. Total **3 903 728**.
-- ``prompt`` (400 prompt tokens per attention layer, attended to as extra keys/values through
-  the frozen projections, added through a zero-initialised scalar gate): encoder 12·400·768 =
-  3 686 400, decoder 7·400·256 = 716 800, gates 19. Total **4 403 219**.
-- ``full``: every weight except the prompt encoder (frozen, as in the reference code) and a
-  patch embedding the adapter freezes: 93 735 472 − 6 220 − 590 592 ≈ **93.1 M** with
-  ``simcmf``.
-- ``scratch``: ``full`` from a random initialisation (``--checkpoint none``).
+  - ``lora-fused-qkv`` (peft, r = 100, alpha = r so the scale is 1) on the encoder's fused
+    ``qkv`` (768→2304) of every block, so k is adapted too and q, k, v share A:
+    r·(768+2304) = 307 200 per block (the reference's separate q and v LoRAs have the same
+    count, 2·r·(768+768), which is why a count test cannot tell them apart), and on
+    ``q_proj``/``v_proj`` of the decoder's 7 attentions (588 800). Total **4 275 200**.
+  - ``mlp-adapter-post-ln`` (AdaptFormer-style, width 200, scale 0.1, beside each MLP) fed
+    the MLP's *input* (the LayerNorm output; the reference feeds the pre-LayerNorm stream),
+    default init of the down projection: encoder 3 698 016 + decoder 205 712 =
+    **3 903 728**.
+  - ``prompt-gated`` (400 tokens per attention through the frozen projections, a *separate*
+    softmax added through a zero-initialised scalar gate; the reference uses one joint
+    softmax and no gate): encoder 12·400·768 = 3 686 400, decoder 7·400·256 = 716 800,
+    gates 19. Total **4 403 219**.
 
-The cross-modal adapter's own weights (``simcmf``: 2 371 for 1 channel, 6 979 for 9) always
-train and are counted on top. ``tests/test_baselines_params.py`` checks all of this on the
-meta device.
+Whatever the strategy, the cross-modal projector (``vision_encoder.patch_embed.adapter``)
+always trains, as in the reference (``utils.py:81-91``). SAM's own patch embedding
+(``vision_encoder.patch_embed.projection``) trains where the strategy's rule says so:
+``full``, ``scratch`` and ``linear-probing``; never under the others. The prompt encoder never
+trains. ``tests/test_baselines_params.py`` checks the counts on the meta device.
 """
 
 from __future__ import annotations
@@ -39,24 +38,39 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aims.baselines.choices import STRATEGIES
-from aims.baselines.choices import AdapterSpec
+from aims.baselines.choices import AIMS_STRATEGIES, REFERENCE_STRATEGIES, SCRATCH, STRATEGIES
+from aims.baselines.reference_peft import apply_reference_strategy
 from aims.errors import AimsError
 
-PEFT_STRATEGIES = ("lora", "mlp-adapter", "prompt")
+#: strategies that add a few parameters and freeze SAM (lr of the parameter-efficient kind)
+PEFT_STRATEGIES = ("lora", "mlp-adapter", "prompt", "prefix", "linear-probing") + AIMS_STRATEGIES
+#: where the cross-modal projector lives; it always trains
+PROJECTOR_PREFIX = "vision_encoder.patch_embed.adapter."
 
 
 @dataclass(frozen=True)
 class StrategySettings:
+    """Sizes of the added parameters: the reference's at every SAM size (``PAPER``), small
+    ones for the ``tiny`` test model."""
+
     lora_rank: int = 100
     adapter_width: int = 200
     adapter_scale: float = 0.1
     prompt_tokens: int = 400
+    prefix_tokens: int = 200
+
+    def reference_overrides(self, strategy: str) -> dict[str, float | int]:
+        """These settings as :func:`aims.baselines.reference_peft.apply_reference_strategy`
+        arguments."""
+        return {"lora": {"rank": self.lora_rank},
+                "mlp-adapter": {"width": self.adapter_width, "scale": self.adapter_scale},
+                "prompt": {"tokens": self.prompt_tokens},
+                "prefix": {"tokens": self.prefix_tokens}}.get(strategy, {})
 
 
 PAPER = StrategySettings()
 #: for the `tiny` test model (hidden 32): small enough that a step takes milliseconds
-TINY = StrategySettings(lora_rank=4, adapter_width=8, prompt_tokens=4)
+TINY = StrategySettings(lora_rank=4, adapter_width=8, prompt_tokens=4, prefix_tokens=4)
 
 #: peft target: the encoder's fused qkv and the decoder attentions' q/v, by full-match regex
 #: (a plain ["qkv", "proj"] list would also wrap the patch embedding's `projection` Conv2d)
@@ -176,34 +190,38 @@ def _add_prompts(sam: nn.Module, s: StrategySettings) -> None:
         setattr(parent, name, PromptedDecoderAttention(getattr(parent, name), s.prompt_tokens))
 
 
-_MARKERS = {"lora": ("lora_",), "mlp-adapter": ("adapter_down", "adapter_up"),
-            "prompt": ("prompt_tokens", "prompt_gate")}
+_MARKERS = {"lora-fused-qkv": ("lora_",), "mlp-adapter-post-ln": ("adapter_down", "adapter_up"),
+            "prompt-gated": ("prompt_tokens", "prompt_gate")}
 
 
-def apply_strategy(sam: nn.Module, strategy: str, adapter: AdapterSpec,
-                   settings: StrategySettings = PAPER) -> None:
-    """Add the strategy's modules to ``sam`` (adapter already attached) and set
-    ``requires_grad`` on exactly the weights that train."""
+def _apply_ours(sam: nn.Module, strategy: str, settings: StrategySettings) -> None:
+    if strategy == "lora-fused-qkv":
+        _add_lora(sam, settings)
+    elif strategy == "mlp-adapter-post-ln":
+        _add_mlp_adapters(sam, settings)
+    else:
+        _add_prompts(sam, settings)
+    for name, param in sam.named_parameters():
+        param.requires_grad_(any(m in name for m in _MARKERS[strategy]))
+
+
+def apply_strategy(sam: nn.Module, strategy: str, settings: StrategySettings = PAPER) -> None:
+    """Add strategy ``strategy``'s modules to ``sam`` (projector already attached) and set
+    ``requires_grad`` on exactly the weights that train: the strategy's own rule, then the
+    projector on, the prompt encoder off."""
     if strategy not in STRATEGIES:
         raise AimsError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
-    if strategy == "lora":
-        _add_lora(sam, settings)
-    elif strategy == "mlp-adapter":
-        _add_mlp_adapters(sam, settings)
-    elif strategy == "prompt":
-        _add_prompts(sam, settings)
-    full = strategy in ("full", "scratch")
+    if strategy in REFERENCE_STRATEGIES:
+        apply_reference_strategy(sam, strategy, **settings.reference_overrides(strategy))
+    elif strategy == SCRATCH:
+        apply_reference_strategy(sam, "full")
+    else:
+        _apply_ours(sam, strategy, settings)
     for name, param in sam.named_parameters():
-        if full:
-            train = not name.startswith(("prompt_encoder.", "shared_image_embedding."))
-        else:
-            train = any(m in name for m in _MARKERS[strategy])
-        if name.startswith("vision_encoder.patch_embed.adapter."):
-            train = True
-        elif name.startswith("vision_encoder.patch_embed.projection."):
-            train = not adapter.freeze_patch_embed and (full or adapter.new_patch_embed
-                                                        or adapter.name == "linear")
-        param.requires_grad_(train)
+        if name.startswith(PROJECTOR_PREFIX):
+            param.requires_grad_(True)
+        elif name.startswith(("prompt_encoder.", "shared_image_embedding.")):
+            param.requires_grad_(False)
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
@@ -220,6 +238,6 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     return trainable, total
 
 
-__all__ = ["LORA_TARGETS", "PAPER", "PEFT_STRATEGIES", "STRATEGIES", "TINY", "ParallelAdapter",
+__all__ = ["LORA_TARGETS", "PAPER", "PEFT_STRATEGIES", "PROJECTOR_PREFIX", "STRATEGIES", "TINY", "ParallelAdapter",
            "PromptedDecoderAttention", "PromptedVisionAttention", "StrategySettings",
            "apply_strategy", "count_parameters"]

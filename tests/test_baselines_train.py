@@ -47,8 +47,10 @@ def test_training_loss_falls_and_validation_selects(trained):
 
     best = load_file(str(out / "best.safetensors"))
     assert not any(k.startswith("sam.prompt_encoder") for k in best)   # trainable weights only
-    assert "sam.vision_encoder.patch_embed.adapter.0.weight" in best
-    assert "sam.vision_encoder.patch_embed.projection.weight" not in best   # simcmf: frozen
+    assert run["recipe"] == "aims" and run["selection"] == "validation split"
+    assert run["spec"]["adapter"] == "paper-n2-k3-d64"                 # the aims recipe's default
+    assert "sam.vision_encoder.patch_embed.adapter.pre.convs.0.weight" in best
+    assert "sam.vision_encoder.patch_embed.projection.weight" in best   # scratch = full: trains it
 
 
 def test_resume_continues_from_state(trained, tmp_path):
@@ -77,12 +79,15 @@ def test_predict_score_and_clicks(trained, nyuv2_prepared, tmp_path):
     assert "3 images, 19 instances" in result.output
     inter = json.loads((tmp_path / "preds-interactive.json").read_text())
     assert set(inter) >= {"mIoU@1", "mIoU@3", "NoC@85", "NoC@90"} and 0 <= inter["mIoU@1"] <= 1
-    meta = json.loads((preds / "aims_predictions.json").read_text())
-    assert "simcmf-simcmf-scratch" in json.dumps(meta)
+    meta = json.loads((preds / "aims_predictions.json").read_text())["meta"]
+    assert meta["method"] == "simcmf-aims-paper-n2-k3-d64-scratch"
+    assert (meta["recipe"], meta["projector"], meta["strategy"]) == ("aims", "paper-n2-k3-d64", "scratch")
     scored = CliRunner().invoke(aims_app, ["score", str(preds), "--data-dir", str(nyuv2_prepared),
                                            "--out", str(tmp_path / "scores"), "--no-progress"])
     assert scored.exit_code == 0, scored.output + repr(scored.exception)
-    assert (tmp_path / "scores" / "results.json").is_file()
+    results = json.loads((tmp_path / "scores" / "results.json").read_text())
+    assert (results["meta"]["recipe"], results["meta"]["projector"], results["meta"]["strategy"]) == (
+        "aims", "paper-n2-k3-d64", "scratch")                          # the results file records them
 
     # the same masks straight from the library, checked with a plain IoU
     from aims.baselines.data import SampleSource, config_channel_stats, load_split, modality_normalizer

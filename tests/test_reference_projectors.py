@@ -362,7 +362,7 @@ def test_counting_allocates_nothing():
 
 
 def test_registry_names_say_what_ran():
-    assert len(PROJECTORS) == 2 * 45 + 2 * len(("p16n1d64", "p16n2d128")) + 8
+    assert len(PROJECTORS) == 2 * 45 + 2 * len(("p16n1d64", "p16n2d128")) + 9
     for name, spec in PROJECTORS.items():
         assert spec.name == name and projector_spec(name) is spec
         assert spec.origin in {"reference", "corrected", "paper", "aims"}
@@ -373,6 +373,14 @@ def test_registry_names_say_what_ran():
     # the reference's own names are its proj_type strings, unchanged
     assert {f["constructor"]["proj_type"] for f in FIXTURES.values() if f["kind"] == "projector"} \
         <= set(PROJECTORS) | {"preconvk3n3d16", "preconvk5n4d8", "preattnp8n1d8", "preattnp4n2d8"}
+
+
+def test_aims_conv3_is_ours_and_counted():
+    """Our first adapter keeps a name of its own: 64·C·9 + 64 + 3·64·9 + 3 parameters."""
+    spec = projector_spec("aims-conv3")
+    assert spec.origin == "aims" and spec.through_sam_patch_embed
+    assert count_parameters("aims-conv3", 9) == 64 * 9 * 9 + 64 + 3 * 64 * 9 + 3 == 6_979
+    assert count_parameters("aims-conv3", 1) == 2_371
 
 
 def test_family_members_outside_the_grid_resolve():
