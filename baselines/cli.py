@@ -100,7 +100,9 @@ def train_cmd(
         dir_okay=False, help="YAML recipe file (recipes/…); command-line options override it.")] = None,
     strategy: Annotated[Optional[Strategy], typer.Option(help="What trains inside SAM (default: the recipe's).")] = None,
     checkpoint: Annotated[str, typer.Option(
-        help="Meta sam_vit_*.pth, a Hugging Face-format folder, or 'none' (random init).")] = "none",
+        help="vit-b|vit-l|vit-h (Meta's, downloaded and verified), a Hugging Face SAM id "
+             "(facebook/sam-vit-base), a .pth file or Hugging Face-format folder, or none "
+             "(random init); docs/weights.md.")] = "none",
     adapter: Annotated[Optional[str], typer.Option(help=ADAPTER_HELP)] = None,
     size: Annotated[Optional[Size], typer.Option(
         help="SAM size (default: from the checkpoint name, else vit-b); tiny for tests.")] = None,
@@ -144,9 +146,13 @@ def train_cmd(
     lrs = values.pop("lr_sweep", None)
     if lr is not None:
         lrs = None                       # an explicit --lr replaces the file's sweep
+    resolved = _resolved_checkpoint("none" if values.get("strategy") == "scratch" else checkpoint,
+                                    values.get("size"), "aims baseline train")
     cfg = TrainConfig(config=values["config"], recipe=values.get("recipe", "aims"),
-                      strategy=values.get("strategy"), adapter=values.get("adapter"), checkpoint=checkpoint,
-                      size=values.get("size") or infer_size(checkpoint), modality=values.get("modality"),
+                      strategy=values.get("strategy"), adapter=values.get("adapter"),
+                      checkpoint=resolved.argument,
+                      size=values.get("size") or resolved.sam_size or infer_size(resolved.argument),
+                      modality=values.get("modality"),
                       data_dir=None if data_dir is None else str(data_dir), out=str(out), lr=values.get("lr"),
                       epochs=values.get("epochs"), eval_every=values.get("eval_every"),
                       batch_size=values.get("batch_size", 4), resize=resize.value, seed=values.get("seed"),
@@ -163,6 +169,17 @@ def train_cmd(
     typer.echo(json.dumps(summary, indent=2))
 
 
+def _resolved_checkpoint(checkpoint: str, size: str | None, command: str):
+    """``--checkpoint`` by name, path or Hub id (docs/weights.md), checked against ``--size``."""
+    from aims.baselines.checkpoints import resolve_checkpoint
+
+    resolved = resolve_checkpoint(checkpoint, command=command)
+    if size and resolved.sam_size and size != resolved.sam_size:
+        raise AimsError(f"--size {size} does not match --checkpoint {checkpoint} (a {resolved.sam_size} "
+                        f"checkpoint); drop --size or pass --size {resolved.sam_size}.")
+    return resolved
+
+
 def _zero_shot(recipe_name: str, config: str, modality: str | None, checkpoint: str | None, size: str | None):
     """The zero-shot model and how to feed it: aims = RGB with SAM's normalisation and the
     best of three masks; reference = the first three dataset-normalised channels of the
@@ -177,8 +194,10 @@ def _zero_shot(recipe_name: str, config: str, modality: str | None, checkpoint: 
                         "or a Hugging Face folder); to use a trained model pass --run.")
     rec = recipe(recipe_name)
     model_input = resolve_input(config, modality if rec.inputs == "reference" else "rgb", rec)
-    spec = ModelSpec(size=size or infer_size(checkpoint), adapter="zeroshot", strategy="full",
-                     in_channels=model_input.channels, checkpoint=None if checkpoint == "none" else checkpoint)
+    resolved = _resolved_checkpoint(checkpoint, size, "aims baseline predict")
+    spec = ModelSpec(size=size or resolved.sam_size or infer_size(resolved.argument), adapter="zeroshot",
+                     strategy="full", in_channels=model_input.channels,
+                     checkpoint=None if resolved.kind == "none" else resolved.argument)
     return build_model(spec), model_input, rec
 
 
@@ -237,7 +256,8 @@ def predict_cmd(
     register_records(data_dir)                      # a user's own configs and modalities, if prepared
     multimask = False
     if run is not None:
-        model, info = load_run(run, weights=weights.value, checkpoint=checkpoint)
+        base = None if checkpoint is None else _resolved_checkpoint(checkpoint, None, "aims baseline predict").argument
+        model, info = load_run(run, weights=weights.value, checkpoint=base)
         recipe_name = info["train"].get("recipe", "aims")
         rec = recipe_by_name(recipe_name)
         modality, resize = info["modality"], info["train"]["resize"]
