@@ -11,6 +11,9 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "load_dataset", "modality_tensor"]
+#: lazily re-exported from :mod:`aims.torch`; not in ``__all__``, so that
+#: ``from aims import *`` does not import torch
+_TORCH_EXPORTS = ("AimsDataset", "collate_instances")
 
 
 def __getattr__(name: str):
@@ -23,4 +26,8 @@ def __getattr__(name: str):
         from aims.modalities import modality_tensor
 
         return modality_tensor
+    if name in _TORCH_EXPORTS:  # PyTorch is imported only when one of these is asked for
+        from importlib import import_module
+
+        return getattr(import_module("aims.torch"), name)
     raise AttributeError(f"module 'aims' has no attribute {name!r}")

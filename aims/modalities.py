@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from aims.converters import registry
 from aims.decoders import COMBINERS, DECODERS, TEMPERATURE_OFFSET_C, TEMPERATURE_STEP_C, rgb_unit, to_array
 from aims.derived import LiveMapping
 from aims.errors import AimsError
+
+if TYPE_CHECKING:  # annotations only: the core never imports torch at run time
+    import torch
 
 
 @dataclass(frozen=True)
@@ -216,15 +219,29 @@ def stack_tensor(spec: Modality, example: Mapping[str, Any],
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
-def modality_tensor(example: Mapping[str, Any], modality: str) -> np.ndarray:
+def modality_tensor(example: Mapping[str, Any], modality: str, *,
+                    as_tensor: bool = False) -> np.ndarray | torch.Tensor:
     """The float32 ``(C, H, W)`` input of ``modality`` for one dataset row.
 
     ``depth``: 1 channel in metres (0 = missing stays 0); ``hha`` and ``rgb``: 3 channels
     divided by 255 (a 16-bit RGB column, as ``polarization`` stores it: by 65535);
     ``rgb-depth``/``rgb-hha``: the stacked channels in a fixed shuffled order (see
     :meth:`Modality.permutation`). Every rule comes from the config's record.
+
+    Returns a NumPy array, or with ``as_tensor=True`` a ``torch.Tensor`` sharing its
+    memory (torch is imported only then, so the core stays usable without it; see
+    :mod:`aims.torch` for a ready ``Dataset``).
     """
-    return stack_tensor(modality_spec(modality), example)
+    out = stack_tensor(modality_spec(modality), example)
+    if not as_tensor:
+        return out
+    try:
+        import torch
+    except ImportError:
+        raise AimsError("modality_tensor(..., as_tensor=True) needs PyTorch, which is not installed; "
+                        "install it (pip install 'aims-benchmark[baselines]') or leave as_tensor "
+                        "False for a NumPy array.") from None
+    return torch.from_numpy(out)
 
 
 __all__ = [
