@@ -63,11 +63,14 @@ def _root(
 
 @app.command()
 def prepare(
-    modality: Annotated[list[Modality], typer.Option("--modality", "-m",
-        help="Config to build, or all. Repeat for several.")],
+    modality: Annotated[Optional[list[Modality]], typer.Option("--modality", "-m",
+        help="Config to build, or all. Repeat for several. Omit it for a modality of your own "
+             "(--source DIR holding aims-source.yaml; docs/bring-your-own-modality.md).")] = None,
     source: Annotated[Optional[list[Path]], typer.Option(metavar="PATH",
         help="Local copy of the source (archive, file or extracted folder) instead of a download. "
-             "Repeat for a source given in several parts (e.g. IVRG_RGBNIR and nirscene1.zip).")] = None,
+             "Repeat for a source given in several parts (e.g. IVRG_RGBNIR and nirscene1.zip). "
+             "A folder holding aims-source.yaml is a modality of your own: it builds the config "
+             "that file names.")] = None,
     out: Annotated[Optional[Path], typer.Option(file_okay=False,
         help="Dataset folder to write (default: $AIMS_HOME/dataset).")] = None,
     workers: Annotated[Optional[int], typer.Option(min=1, max=MAX_WORKERS,
@@ -85,16 +88,29 @@ def prepare(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Download (or take --source), verify, convert and write dataset configs."""
+    from aims.converters.custom_source import SOURCE_FILE, custom_source_folder, register_custom_source
     from aims.converters.registry import group_by_source
     from aims.extract import extraction_limits
     from aims.paths import default_dataset_dir
     from aims.prepare import run_prepare
 
-    groups = group_by_source([m.value for m in modality])
+    own = custom_source_folder(source)
+    if own is not None:
+        if modality:
+            raise AimsError(f"--source {own} holds {SOURCE_FILE}: a modality of your own builds the config "
+                            "that file names; run the command without --modality.", path=own)
+        name = register_custom_source(own).name
+        groups, sources = {name: [name]}, {name: own}
+    elif not modality:
+        raise AimsError("Missing option '--modality': name the config(s) to build ("
+                        f"{', '.join(m.value for m in Modality)}), or pass --source DIR for a folder "
+                        f"holding {SOURCE_FILE} (a modality of your own; docs/bring-your-own-modality.md).")
+    else:
+        groups = group_by_source([m.value for m in modality])
+        sources = _sources_per_group(groups, list(source or []))
     with extraction_limits(max_gb=max_extract_gb, max_ratio=max_extract_ratio):  # None: the default
-        summary = run_prepare(groups, sources=_sources_per_group(groups, list(source or [])),
-                              out=out or default_dataset_dir(), workers=workers, progress=progress,
-                              instances=instances.value)
+        summary = run_prepare(groups, sources=sources, out=out or default_dataset_dir(), workers=workers,
+                              progress=progress, instances=instances.value)
     typer.echo("\n".join(summary))
 
 

@@ -5,8 +5,11 @@ combiner (``ModalityRecord.combine``) instead of holding the function, so record
 plain data (YAML for a user's own modality, JSON in ``aims_config.json``). Each rule is
 written once, here, with what its float values mean; :mod:`aims.modalities` looks them up.
 
-A new rule is one function and one :func:`register_decoder` call (item 5 of issue 10: a
-user's float32 column needs a lossless decoder registered the same way).
+A new rule is one function and one :func:`register_decoder` call. ``exact_float32`` is the
+rule of a modality a user brings (docs/bring-your-own-modality.md): its column is an AIMS
+array PNG (:mod:`aims.imageio`) of any numeric dtype, and the rule gives the stored values
+as float32, exactly. Records name it like any other rule, so a prepared dataset never
+carries code.
 """
 
 from __future__ import annotations
@@ -17,14 +20,16 @@ from typing import Any
 
 import numpy as np
 
-from aims.imageio import decode_png
+from aims.imageio import ArrayImage, array_from_cell, decode_png
 
 __all__ = [
     "COMBINERS",
     "DECODERS",
+    "FLOAT32_EXACT_INT",
     "TEMPERATURE_OFFSET_C",
     "TEMPERATURE_STEP_C",
     "Decoder",
+    "exact_float32",
     "register_combiner",
     "register_decoder",
     "to_array",
@@ -36,10 +41,20 @@ def to_array(value: Any) -> np.ndarray:
 
     Accepts a PIL image (decoded ``Image`` feature; 16-bit PNG is mode ``"I;16"`` →
     uint16, or ``"I"`` → int32 with the same values), an ndarray, PNG ``bytes``, or an
-    undecoded ``{"bytes": ..., "path": ...}`` dict (``Image(decode=False)``).
+    undecoded ``{"bytes": ..., "path": ...}`` dict (``Image(decode=False)``). An AIMS array
+    PNG (a user's own modality, any numeric dtype) comes back as the ``(H, W, C)`` array it
+    holds, exactly, not as its storage pixels.
     """
     if isinstance(value, np.ndarray):
         return value
+    if isinstance(value, ArrayImage) or hasattr(value, "info") or isinstance(value, (bytes, bytearray,
+                                                                                    memoryview, Mapping)):
+        try:
+            held = array_from_cell(value)
+        except ValueError as exc:
+            raise ValueError(f"damaged AIMS array cell: {exc}") from None
+        if held is not None:
+            return held
     if isinstance(value, (bytes, bytearray, memoryview)):
         return decode_png(bytes(value))
     if isinstance(value, Mapping):
@@ -182,6 +197,27 @@ def temperature_code_to_celsius(value: Any) -> np.ndarray:
     return (code * np.float32(TEMPERATURE_STEP_C) + np.float32(TEMPERATURE_OFFSET_C))[None]
 
 
+# --------------------------------------------------------------------------- any numeric array
+
+#: integers up to this magnitude are exact in float32 (24-bit significand)
+FLOAT32_EXACT_INT = 2**24
+
+
+def exact_float32(value: Any) -> np.ndarray:
+    """A column stored as an AIMS array PNG → its values as float32 ``(C, H, W)``: the
+    stored float32 bit for bit (NaN payloads and -0.0 included), float16 and integers of up
+    to 16 bits exactly, 32-bit integers exactly when within ±2**24 (``aims prepare`` refuses
+    a source array for which that does not hold)."""
+    if not (isinstance(value, ArrayImage) or hasattr(value, "info")
+            or isinstance(value, (bytes, bytearray, memoryview, Mapping))):
+        raise ValueError(f"expected an AIMS array PNG cell, got a {type(value).__name__}")
+    arr = array_from_cell(value)
+    if arr is None:
+        raise ValueError("the cell is not an AIMS array PNG (it has no aims-array text); the "
+                         "dataset was not written by `aims prepare` or was re-encoded")
+    return np.ascontiguousarray(arr.transpose(2, 0, 1).astype(np.float32, copy=False))
+
+
 # --------------------------------------------------------------------------- combiners
 # Polarization from four polarizer angles (ZJU-RGBP). From the Stokes parameters
 # S0 = I0 + I90, S1 = I0 - I90, S2 = I45 - I135 (I_θ = code / 255), per colour channel:
@@ -230,5 +266,7 @@ register_decoder("millimetres_to_metres", millimetres_to_metres, "metres (uint16
 register_decoder("grey_unit", grey_unit, "value / 255 (8-bit) or / 65535 (16-bit), in [0, 1]")
 register_decoder("temperature_code_to_celsius", temperature_code_to_celsius,
                  f"degrees Celsius (°C = {TEMPERATURE_OFFSET_C:g} + code / {1 / TEMPERATURE_STEP_C:g})")
+register_decoder("exact_float32", exact_float32,
+                 "the source values as float32, exactly (float32 bit for bit; integers exactly)")
 register_combiner("stokes_full", stokes_full)
 register_combiner("stokes_simcmf", stokes_simcmf)

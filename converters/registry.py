@@ -49,6 +49,8 @@ BUILTIN_SOURCES: tuple[str, ...] = (
 )
 
 _sources: dict[str, SourceRecord] = {}
+#: converter objects of sources registered with one (built at run time, e.g. a user's folder)
+_converters: dict[str, SourceConverter] = {}
 _prepared: dict[str, ConfigRecord] = {}
 _builtins_loaded = False
 _generation = 0
@@ -102,11 +104,20 @@ def generation() -> int:
 # ------------------------------------------------------------------------- registration
 
 
-def register_source_record(record: SourceRecord, *, replace: bool = False) -> SourceRecord:
+def register_source_record(record: SourceRecord, *, replace: bool = False,
+                           converter: SourceConverter | None = None) -> SourceRecord:
     """Register a source (after the built-ins, so `all` prepares it last). Its configs
-    must not be fed by another source. ``replace`` swaps a source of the same name."""
+    must not be fed by another source. ``replace`` swaps a source of the same name.
+    ``converter``: the converter object itself, for a source whose converter is built at
+    run time (a folder of the user's own, :mod:`aims.converters.custom_source`) rather
+    than the ``CONVERTER`` of the module ``record.converter`` names."""
     _load_builtins()
-    return _add(record, replace=replace)
+    added = _add(record, replace=replace)
+    if converter is not None:
+        _converters[record.name] = converter
+    else:
+        _converters.pop(record.name, None)
+    return added
 
 
 def register_builtin(module: str) -> SourceRecord:
@@ -118,6 +129,7 @@ def register_builtin(module: str) -> SourceRecord:
 def unregister_source(name: str) -> None:
     """Forget a source registered at run time (tests, throwaway sources)."""
     _load_builtins()
+    _converters.pop(name, None)
     if _sources.pop(name, None) is not None:
         _bump()
 
@@ -195,8 +207,12 @@ def source_of_config(config: str) -> str | None:
 
 
 def converter(source: str) -> SourceConverter:
-    """The converter object of a source (imports its module)."""
-    return importlib.import_module(source_record(source).converter).CONVERTER
+    """The converter object of a source (imports its module), or the one it was
+    registered with."""
+    record = source_record(source)
+    if source in _converters:
+        return _converters[source]
+    return importlib.import_module(record.converter).CONVERTER
 
 
 def known_configs() -> list[str]:
