@@ -12,12 +12,11 @@ consume:
 * **A**ngle between each surface normal and gravity, in degrees, ``+ 38`` so that the
   usual 90° (walls) lands mid-range; pixels without a normal get 180 + 38.
 
-This module is our own implementation; its goal is to reproduce the output of Gupta's
-original MATLAB code **bit for bit** (the HHA images circulated with NYUv2 were made with
-it, and models pretrained on them expect exactly that encoding). Every detail that
-looks arbitrary below (the order of floating point operations, the zero padding of the
-box filter, MATLAB's rounding, the treatment of NaN) is there because it changes some
-output pixels otherwise.
+This module is our own implementation of Gupta's original MATLAB code, whose output (the
+HHA images circulated with NYUv2, which pretrained models expect) it reproduces: on the
+NYUv2 oracle frame every byte is equal, with the filled depth and with the raw-depth
+holes (``tests/test_hha.py``; the contract is ≥ 99.99 % of pixels equal, none off by
+more than 1).
 
 Pipeline:
 
@@ -35,33 +34,47 @@ Pipeline:
    probably out of view);
 5. encode and round to uint8 the way MATLAB's ``uint8()`` does.
 
-Speed.  ``benchmarks/bench_hha.py`` keeps the first, direct numpy version of this module
-and checks that every output byte is still the same; this one takes ~50 ms per 640×480
-frame on one core where that one took ~250 ms.  The per-pixel arithmetic is the same,
-operation for operation; what changed is how it is scheduled:
+How the plane fits are computed, and why the output still matches MATLAB's.  The original
+sums 9 per-pixel terms over each window and solves the 3×3 normal equations in image-plane
+coordinates ``[(u − cx)/fx, (v − cy)/fy, 1]``, whose matrix is badly conditioned (a 7×7
+window spans ~0.01 of a coordinate that is up to ~0.6): its normals are off the exact
+least-squares plane by up to ~4e-5° at radius 3 (measured on smooth synthetic depth; 1e-3°
+for 3×3 windows), which moves only the rare pixels whose angle sits that close to a
+rounding boundary.  Here each window's equations are written in pixel offsets instead
+(:func:`_masked_fit`): the matrix then only depends on which pixels of the window are
+valid, and its entries, adjugate and determinant are sums and products of integers,
+computed *exactly* (OpenCV's running box sums add integers exactly in any order); only
+the right-hand side (``1/z`` weighted by the offsets) carries rounding, and that
+well-conditioned system gives the plane to ~1e-12.  Without holes the matrix is even
+known in closed form (:func:`_product_fit`).  The original's rounding decides the output
+only where the exact matrix is singular or nearly so (fewer than three valid points, or
+all on a line, around holes): there its normal is its rounding noise, so those windows
+(exactly identified, from the integer matrix) are summed again the original's way, term
+by term in its order, and solved with its operations (:func:`_original_normals_at`): bit
+for bit the original's normals.  Gravity is estimated from exactly the votes a full count
+gives (:class:`_VoteTally`), so it differs from the original's by ~1e-12, except where it
+is undetermined (a single flat wall: two equal eigenvalues), where the original follows
+its rounding noise (~2° off the camera's y axis on a synthetic wall) and this module's
+estimate stays on that axis.
 
-* the box sums (about half the time) run in OpenCV's separable filter, which adds in
-  the same order as the direct sums (see :func:`_box_sum`), over bands of rows that
-  hold all 8 terms of the normal equations, computed once for both window sizes;
-* every other step works on cache-sized pieces of rows and writes into arrays that are
-  allocated once per frame size (:class:`_Workspace`): fresh multi-megabyte
-  temporaries were page-faulted in at every call, which cost as much as the arithmetic;
-* gravity's iterations re-check only the normals whose vote can have changed since the
-  last full count (:class:`_VoteTally`), instead of gathering both sets every time; its
-  3×3 sums are added in another order, which moves it by ~1e-16 (and where that could
-  matter, a tie between two directions, the original's sums decide, see
-  :func:`_next_estimate`).
-
-OpenCV parallelises the box sums over its threads.  Where processes already fill the
-cores (``aims prepare``'s workers), its threads only compete with them: two concurrent
-processes took ~240 ms a frame each with OpenCV's default threads, ~105 ms with one.
+Speed (``benchmarks/bench_hha.py``, which keeps the direct version this module replaced
+and times both side by side; one core, 640×480): ~10× faster on hole-free depth (NYUv2's
+filled depth, what ``aims prepare`` computes HHA from), ~7× with Kinect-like holes, ~5×
+with the raw Kinect holes of the oracle frame (~28 % of its radius-3 windows touch a
+hole, and ~2900 are redone the original's way).  Box sums are OpenCV running sums (O(1)
+per pixel whatever the radius); the elementwise work runs on pieces of rows that stay in
+the core's cache, in arrays reused from frame to frame (:class:`_Workspace`).  Input the
+fast fits do not take (a valid depth of 0, where the original's terms are infinite; a
+depth range beyond 1:10⁴; a frame one pixel wide) goes through the original algorithm
+(:func:`_direct_normals`), at its speed.
 """
 
 from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -91,130 +104,437 @@ NYU_COLOR_INTRINSICS.setflags(write=False)
 _NORMAL_RADIUS = 3  # window radius of the normals that are encoded in the A channel
 _GRAVITY_RADIUS = 10  # window radius of the smoother normals used to estimate gravity
 _GRAVITY_SCHEDULE = ((45.0, 5), (15.0, 5))  # (angle tolerance in degrees, iterations)
-_BAND_ROWS = 240  # rows per step of the box sums: few calls, few halo rows summed twice
-_PIECE_ROWS = 48  # rows per step of the elementwise work: its temporaries stay in cache
-# Gravity votes (see _VoteTally): after a full count, normals within _VOTE_BAND of a
-# threshold are listed for quick re-checks; _VOTE_SLACK covers the rounding of n·y and
-# of |n| = 1 (~1e-15) with a wide margin.
-_VOTE_BAND = 0.05
+# The fast fits sum 1/z with running sums, whose rounding grows with the range of 1/z
+# along a row: beyond this ratio of the largest to the smallest valid depth (a real
+# sensor spans ~1:25), or outside these depths (cm), the original algorithm runs instead.
+_MAX_DEPTH_RATIO = 1e4
+_DEPTH_BOUNDS_CM = (1e-100, 1e100)
+_EXACT_CHUNK = 4096  # windows per step of the original-order sums (bounds their memory)
+# Elementwise work goes through pieces of this many rows, whose arrays stay in the core's
+# cache: on whole frames every step streams from memory, 2-3× slower.
+_PIECE_ROWS = 48
+_N_SCRATCH = 8  # piece-sized scratch arrays (the most any step uses at once)
+# Gravity votes (see _VoteTally): after a full count, normals within a band of a
+# threshold are listed for quick re-checks: 4× the estimate's last move, at least the
+# first bound; beyond the second, listing does not pay.  _VOTE_SLACK covers the rounding
+# of n·y and of |n| = 1 (~1e-15) with a wide margin.
+_VOTE_BAND = (0.002, 0.02)
 _VOTE_SLACK = 1e-12
-# Gravity's two smallest eigenvalues closer than this (relative) are a tie that rounding
-# decides; see _next_estimate.
-_TIE = 1e-4
 _CHUNK = 32768  # normals per step when summing outer products (the chunk stays in cache)
-_N_TERMS = 8  # per-pixel terms of the normal equations, besides the count of valid points
-_N_SCRATCH = 8  # piece-sized scratch arrays (the most any step below uses at once)
 
 F64 = NDArray[np.float64]
 Normals = tuple[F64, F64, F64]
-Cloud = tuple[F64, F64, F64]
 
 
-class _GravityBuffers:
-    """The arrays of a gravity estimate from up to ``n`` normals (see :class:`_Workspace`)."""
-
-    def __init__(self, n: int):
-        self.normals = np.empty((3, n))  # the defined normals, see _drop_undefined
-        self.sim = np.empty(n)  # |n·y|
-        self.margin = np.empty((2, n))  # its distance to the nearest threshold, scratch
-        self.votes = np.empty(n, dtype=np.int8)
-        self.recount = np.empty(n, dtype=np.int8)  # the votes of a new count, scratch
-        self.weighted = np.empty((3, _CHUNK))  # a chunk of normals times their votes
+# --- the frame ----------------------------------------------------------------------
 
 
 class _Workspace:
-    """Every array of a frame's computation, allocated once per frame size and thread.
+    """Whole-frame arrays reused from frame to frame by one thread, for one frame size.
 
     Why: glibc hands blocks above ~128 KiB back to the kernel when they are freed, and a
-    fresh block is page-faulted in again, at ~2.4 µs per 4 KiB page here; numpy's
-    temporaries of whole frames, or even of 64-row bands, made that as costly as all the
-    arithmetic.  So every step writes into these arrays (``out=``) instead.  63 MB for
-    640×480, kept per thread for the last frame size seen.
+    fresh one is page-faulted in again, at ~2.4 µs per 4 KiB page here; with two such
+    temporaries alive at once (any ``a - b * c`` on whole frames) that cost 30× the
+    arithmetic.  So every whole-frame step writes into these arrays (``out=``); a name
+    stands for one use, and no two uses alive at once share one.
     """
 
-    def __init__(self, h: int, w: int, halo: int = _GRAVITY_RADIUS):
-        self.shape, self.halo = (h, w), halo  # halo: the largest window radius
-        rows = min(h, _BAND_ROWS) + 2 * halo
-        self.stack = np.zeros((_N_TERMS, rows, w))  # a band's terms, see _term_bands
-        self.sums = np.empty_like(self.stack)  # their box sums
-        self.scratch = np.empty((_N_SCRATCH, _PIECE_ROWS, w))
-        self.z = np.empty((h, w))  # depth in cm
-        self.cloud = np.empty((3, h, w))  # the normal fits' point cloud, see _normals_cloud
-        self.valid = np.empty((h, w), dtype=bool)  # where a point enters the fits
-        self.counts = np.empty((2, h, w))  # valid points per window
-        self.fine = np.empty((3, h, w))  # unit normals for the angle, not yet oriented
-        self.flip = np.empty((h, w), dtype=bool)  # where to negate them
-        self.gravity = _GravityBuffers(h * w)  # with the coarse normals
-        self.height = np.empty((h, w))
-        self.planes = np.empty((3, h, w), dtype=np.uint8)  # the output's channels
+    def __init__(self, shape: tuple[int, int]):
+        self.shape = shape
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def __call__(self, name: str, planes: int = 0, dtype: type = np.float64) -> np.ndarray:
+        """The (H, W) array ``name``, or (planes, H, W)."""
+        return self.array(name, (planes, *self.shape) if planes else self.shape, dtype)
+
+    def array(self, name: str, shape: tuple[int, ...], dtype: type = np.float64) -> np.ndarray:
+        """The array ``name`` of any shape."""
+        a = self._arrays.get(name)
+        if a is None or a.shape != shape or a.dtype != dtype:
+            a = self._arrays[name] = np.empty(shape, dtype=dtype)
+        return a
+
+    def scratch(self, rows: int) -> F64:
+        """(_N_SCRATCH, rows, W) float64 arrays for the elementwise work on a piece of
+        ``rows`` (at most _PIECE_ROWS) rows."""
+        full = self._arrays.get("scratch")
+        if full is None:
+            full = self._arrays["scratch"] = np.empty((_N_SCRATCH, _PIECE_ROWS, self.shape[1]))
+        return full[:, :rows]
+
+
+def _pieces(h: int) -> Iterator[slice]:
+    """Row slices of at most _PIECE_ROWS that tile ``h`` rows."""
+    for r0 in range(0, h, _PIECE_ROWS):
+        yield slice(r0, min(h, r0 + _PIECE_ROWS))
 
 
 _local = threading.local()
 
 
-def _workspace(h: int, w: int) -> _Workspace:
-    """This thread's workspace for (h, w) frames (see :class:`_Workspace`)."""
+def _workspace(shape: tuple[int, int]) -> _Workspace:
+    """This thread's workspace for frames of ``shape`` (the last size seen is kept)."""
     ws: _Workspace | None = getattr(_local, "workspace", None)
-    if ws is None or ws.shape != (h, w):
+    if ws is None or ws.shape != shape:
         ws = _local.workspace = None  # free the old one first
-        ws = _local.workspace = _Workspace(h, w)
+        ws = _local.workspace = _Workspace(shape)
     return ws
 
 
-def _row_bands(h: int) -> Iterator[tuple[int, int]]:
-    """``(first, end)`` row ranges that tile ``h`` rows, for the box sums."""
-    for r0 in range(0, h, _BAND_ROWS):
-        yield r0, min(h, r0 + _BAND_ROWS)
+@dataclass(frozen=True)
+class _Frame:
+    """A depth map and what every window fit reads from it.
 
-
-def _pieces(r0: int, r1: int) -> Iterator[slice]:
-    """Row slices that tile rows ``r0:r1``, for the elementwise work."""
-    for s0 in range(r0, r1, _PIECE_ROWS):
-        yield slice(s0, min(r1, s0 + _PIECE_ROWS))
-
-
-def _rows(a: F64, rows: slice) -> Normals:
-    """The three planes of a (3, H, W) array, at ``rows``."""
-    return a[0, rows], a[1, rows], a[2, rows]
-
-
-def _point_cloud(z_cm: F64, K: F64, row0: int, out: F64) -> Cloud:
-    """Back-project depth (cm) of image rows from ``row0`` to camera coordinates (cm),
-    x and y into ``out[0]``, ``out[1]``.
-
-    Pixel centres are numbered from 1, as in MATLAB's ``meshgrid(1:W, 1:H)``: the NYU
-    intrinsics were calibrated with that convention, so starting at 0 would shift the
-    cloud by one pixel.  The operation order ``((u - cx) * Z) / fx`` is MATLAB's.
+    ``u``, ``v``: pixel numbers from 1, as in MATLAB's ``meshgrid(1:W, 1:H)`` (the NYU
+    intrinsics were calibrated with that convention); ``uc``, ``vc``: the same, less an
+    integer near the image centre, the coordinates of the fits' right-hand side.  ``rhs``:
+    its per-pixel terms ``1/z``, ``uc/z``, ``vc/z``, 0 where a pixel is left out.
+    ``fast``: whether the depth suits the fast fits (see :func:`_suits_fast_fits`).
     """
+
+    z: F64  # depth, cm
+    valid: NDArray[np.bool_]  # where a point enters the fits
+    K: F64
+    holes: bool  # whether any pixel is left out of the fits
+    fast: bool
+    u: F64  # (1, W)
+    v: F64  # (H, 1)
+    uc: F64  # (1, W)
+    vc: F64  # (H, 1)
+    ws: _Workspace
+    rhs: tuple[F64, F64, F64] | None  # None when not fast
+    # The valid mask times (1, uc, vc) and (uc², uc·vc, vc²): two (H, W, 3) int32 images
+    # (see _masked_fit); None when not fast or without holes.
+    moments: tuple[NDArray[np.int32], NDArray[np.int32]] | None
+
+
+def _frame(z_cm: F64, missing: NDArray[np.bool_], K: F64, ws: _Workspace) -> _Frame:
     h, w = z_cm.shape
-    u = np.arange(1, w + 1, dtype=np.float64)[None, :] - K[0, 2]
-    v = np.arange(row0 + 1, row0 + h + 1, dtype=np.float64)[:, None] - K[1, 2]
-    x = np.multiply(u, z_cm, out=out[0])
-    x /= K[0, 0]
-    y = np.multiply(v, z_cm, out=out[1])
-    y /= K[1, 1]
-    return x, y, z_cm
+    valid = np.logical_not(missing, out=ws("valid", dtype=np.bool_))
+    holes = not valid.all()
+    u = np.arange(1, w + 1, dtype=np.float64)[None, :]
+    v = np.arange(1, h + 1, dtype=np.float64)[:, None]
+    uc, vc = u - float((w + 1) // 2), v - float((h + 1) // 2)
+    fast = _suits_fast_fits(z_cm, valid, holes, K)
+    rhs = moments = None
+    if fast:
+        inv_z = ws("inv_z")
+        if holes:
+            inv_z.fill(0.0)
+            np.divide(1.0, z_cm, out=inv_z, where=valid)
+        else:
+            np.divide(1.0, z_cm, out=inv_z)
+        rhs = (inv_z, np.multiply(inv_z, uc, out=ws("u_z")),
+               np.multiply(inv_z, vc, out=ws("v_z")))
+    if fast and holes:
+        moments = tuple(
+            _masked_copy(c, valid, ws(f"moments{k}", 3, np.int32).reshape(h, w, 3))
+            for k, c in enumerate(_moment_coordinates(h, w)))
+    return _Frame(z_cm, valid, K, holes, fast, u, v, uc, vc, ws, rhs, moments)
 
 
-def _normals_cloud(z_cm: F64, K: F64, row0: int, out: F64) -> Cloud:
-    """The point cloud of the normal fits (in ``out[0:3]``), from depth that went
-    through cm → m → cm: the original passes depth in metres to its normal routine,
-    which multiplies by 100 again, and the round trip is not always the identity.
+def _masked_copy(src: np.ndarray, mask: NDArray[np.bool_], out: np.ndarray) -> np.ndarray:
+    """``src`` where ``mask``, else 0, into ``out``: OpenCV's masked copy, ~2× faster than
+    numpy's product, leaves the rest of ``out`` as it was, so that is zeroed first."""
+    out.fill(0)
+    return cv2.bitwise_and(src, src, mask=mask.view(np.uint8), dst=out)
+
+
+@functools.lru_cache(maxsize=4)
+def _moment_coordinates(h: int, w: int) -> tuple[NDArray[np.int32], NDArray[np.int32]]:
+    """(1, uc, vc) and (uc², uc·vc, vc²) at every pixel, two (H, W, 3) int32 images:
+    OpenCV sums 3 interleaved int32 channels 3× faster than one float64 image each, as
+    exactly (see _unit_normals for frames whose sums could overflow)."""
+    uc = np.arange(1, w + 1, dtype=np.int64)[None, :] - (w + 1) // 2
+    vc = np.arange(1, h + 1, dtype=np.int64)[:, None] - (h + 1) // 2
+    first = np.stack(np.broadcast_arrays(np.ones_like(uc), uc, vc), axis=-1)
+    second = np.stack(np.broadcast_arrays(uc * uc, uc * vc, vc * vc), axis=-1)
+    out = (first.astype(np.int32), second.astype(np.int32))
+    for a in out:
+        a.setflags(write=False)
+    return out
+
+
+def _suits_fast_fits(z_cm: F64, valid: NDArray[np.bool_], holes: bool, K: F64) -> bool:
+    """Whether the fast fits apply: frames at least 2×2 (narrower ones have no window
+    with a defined plane), usable intrinsics, and valid depths within the bounds above
+    (a valid depth of 0, where the original's terms are infinite, is not)."""
+    h, w = z_cm.shape
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    if h < 2 or w < 2 or not (np.isfinite([fx, fy, cx, cy]).all() and fx != 0 and fy != 0):
+        return False
+    if not valid.any():
+        return True
+    lo, hi, _, _ = cv2.minMaxLoc(z_cm, mask=valid.view(np.uint8) if holes else None)
+    low, high = _DEPTH_BOUNDS_CM
+    return low <= lo and hi <= high and hi <= _MAX_DEPTH_RATIO * lo
+
+
+def _box_sum(img: np.ndarray, r: int, out: F64 | None = None) -> F64:
+    """Sum (float64) over a (2r+1)² window, zero outside the image (MATLAB ``filter2(
+    ones, f)``): near the border the plane is fitted to fewer points rather than to
+    invented ones.  OpenCV's running sums: exact for integers (below 2⁵³ all along a
+    row), for any other input within a few ulps of the row's largest values."""
+    ksize = (2 * r + 1, 2 * r + 1)
+    return cv2.boxFilter(img, cv2.CV_64F, ksize, dst=out, normalize=False,
+                         borderType=cv2.BORDER_CONSTANT)
+
+
+# --- fast plane fits ----------------------------------------------------------------
+
+
+def _unit_normals(frame: _Frame, r: int, name: str) -> F64:
+    """Unit normals (3, H, W) of the planes fitted over (2r+1)² windows, not oriented,
+    into the workspace array ``name``; NaN where the fit is undefined (no valid point in
+    the window)."""
+    ws, (h, w) = frame.ws, frame.z.shape
+    n = ws(name, 3)
+    if not frame.fast or r < 1:  # radius 0: single points, every fit singular
+        n[...] = _direct_normals(frame.z, ~frame.valid, frame.K, r)
+        return n
+    sums = [_box_sum(t, r, out=ws(f"sum{k}")) for k, t in enumerate(frame.rhs)]
+    if frame.holes:
+        # Sums in int32 where no window's can reach 2³¹, else in float64 (as exact).
+        reach = max(-frame.uc[0, 0], frame.uc[0, -1], -frame.vc[0, 0], frame.vc[-1, 0])
+        depth, dtype = ((cv2.CV_32S, np.int32) if (2 * r + 1) ** 2 * reach**2 < 2**31
+                        else (cv2.CV_64F, np.float64))
+        moments = [cv2.boxFilter(m, depth, (2 * r + 1, 2 * r + 1), normalize=False,
+                                 dst=ws(f"moment_sums{k}", 3, dtype).reshape(h, w, 3),
+                                 borderType=cv2.BORDER_CONSTANT)
+                   for k, m in enumerate(frame.moments)]
+        fit = functools.partial(_masked_fit, frame, moments)
+    else:
+        fit = functools.partial(_product_fit, frame, r)
+    redo = []
+    for rows in _pieces(h):
+        piece, sc = n[:, rows], ws.scratch(rows.stop - rows.start)
+        ill = fit(rows, [s[rows] for s in sums], piece, sc)
+        if ill is not None:
+            redo.append(np.flatnonzero(ill) + rows.start * w)
+        norm = np.multiply(piece[0], piece[0], out=sc[0])
+        norm += np.multiply(piece[1], piece[1], out=sc[1])
+        norm += np.multiply(piece[2], piece[2], out=sc[1])
+        cv2.sqrt(norm, dst=norm)  # IEEE sqrt like np.sqrt, vectorised
+        with np.errstate(invalid="ignore", divide="ignore"):
+            piece /= norm
+    pixels = np.concatenate(redo) if redo else np.zeros(0, dtype=np.intp)
+    if len(pixels):
+        exact = _original_normals_at(frame, r, pixels)
+        for k in range(3):
+            n[k].reshape(-1)[pixels] = exact[k]
+    return n
+
+
+def _product_fit(frame: _Frame, r: int, rows: slice, sums: list[F64], n: F64, sc: F64) -> None:
+    """Normals, unnormalised, of image ``rows`` of a frame without holes into ``n``;
+    ``sums``: the box sums of ``frame.rhs`` at those rows (overwritten), ``sc``: scratch.
+
+    Each window is then a rectangle (clipped by the image border), so in offsets from its
+    mean pixel the two coordinates are uncorrelated and the least squares fit of
+    ``1/z ≈ A du + B dv + C`` separates: ``A = Σ du/z / Σ du²``, likewise B, and C is
+    the mean of ``1/z``.  With ``1/z = n · [(u − cx)/fx, (v − cy)/fy, 1]``, the plane of
+    the original, ``n = (fx A, fy B, C − A (ū − cx) − B (v̄ − cy))``, here scaled by the
+    window's pixel count (positive: the orientation is kept).
     """
-    z = np.divide(z_cm, 100.0, out=out[2])
-    z *= 100.0
-    return _point_cloud(z, K, row0, out)
+    b3, bu, bv = sums
+    K = frame.K
+    au, gu, mu = _axis_terms(frame.u.shape[1], r, K[0, 0], K[0, 2], frame.u[0, 0] - frame.uc[0, 0])
+    av, gv, mv = _axis_terms(frame.v.shape[0], r, K[1, 1], K[1, 2], frame.v[0, 0] - frame.vc[0, 0])
+    av, gv, mv = av[rows, None], gv[rows, None], mv[rows, None]
+    pu = np.subtract(bu, np.multiply(b3, mu, out=sc[0]), out=bu)  # Σ (u − ū)/z
+    pv = np.subtract(bv, np.multiply(b3, mv, out=sc[0]), out=bv)
+    np.multiply(pu, au, out=n[0])
+    np.multiply(pv, av, out=n[1])
+    np.subtract(b3, np.multiply(pu, gu, out=n[2]), out=n[2])
+    n[2] -= np.multiply(pv, gv, out=sc[0])
+
+
+@functools.lru_cache(maxsize=16)
+def _axis_terms(length: int, r: int, f: float, c: float, offset: float) -> tuple[F64, F64, F64]:
+    """Per column (or row) of a hole-free frame: ``f k / S``, ``k (m − c) / S`` and
+    ``m − offset``, where the window's k pixels along this axis have mean coordinate m
+    and ``S = Σ (coordinate − m)²`` (= k (k² − 1) / 12 for consecutive integers)."""
+    first = np.arange(1, length + 1, dtype=np.float64)
+    lo, hi = np.maximum(1.0, first - r), np.minimum(float(length), first + r)
+    k = hi - lo + 1
+    mean = (lo + hi) / 2
+    spread = k * (k * k - 1) / 12
+    out = (f * k / spread, k * (mean - c) / spread, mean - offset)
+    for a in out:
+        a.setflags(write=False)
+    return out
+
+
+def _masked_fit(
+    frame: _Frame, moments: list[F64], rows: slice, sums: list[F64], n: F64, sc: F64
+) -> NDArray[np.bool_]:
+    """Normals, unnormalised, of image ``rows`` of a frame with holes into ``n``; return
+    where the fit is (nearly) singular, to be redone the original's way.  ``moments``:
+    the box sums of the valid mask and of ``frame.moments``; ``sums``: those of
+    ``frame.rhs`` at these rows (overwritten); ``sc``: scratch.
+
+    In pixel offsets ``du, dv`` from the window's centre, the plane ``1/z = A du + B dv +
+    C`` is fitted to the window's valid pixels.  With N of them and their moments in any
+    fixed coordinates (``Su = Σ uc``, ``Suu = Σ uc²``, …), the 2×2 system of A and B has
+    the matrix ``N·cov = [[c22, −c12], [−c12, c11]]``, ``c11 = N Svv − Sv²``, ``c22 = N
+    Suu − Su²``, ``c12 = Su Sv − N Suv``: sums and products of integers below 2⁵³,
+    computed exactly, and so is its determinant D (= N det M, M the original's 3×3
+    matrix in these coordinates).  Then ``A = (c11 g1 + c12 g2) / D``, ``B = (c12 g1 +
+    c22 g2) / D`` with ``g1 = N Σ uc/z − Su Σ 1/z``, ``g2`` likewise, and the original's
+    ``n = (fx A, fy B, C − A (u₀ − cx) − B (v₀ − cy))`` is, scaled by ``N D > 0``,
+    ``(fx N A', fy N B', D Σ1/z − A' (Su − N cx) − B' (Sv − N cy))`` (cx, cy in uc, vc
+    coordinates; ``A' = D A``).  A fit is redone where ``D <= N (c11 + c22)``: no spread
+    in some direction (the points on a line, or one point: D = 0) or less than ~1 pixel²
+    of it.
+    """
+    count, su, sv, c22, c12, c11, tmp, det = sc
+    for k, out in enumerate((count, su, sv, c22, c12, c11)):
+        np.copyto(out, moments[k // 3][rows, :, k % 3])  # int32 -> float64
+    c22 *= count  # N Suu − Su², in place of Suu
+    c22 -= np.multiply(su, su, out=tmp)
+    c11 *= count  # N Svv − Sv², in place of Svv
+    c11 -= np.multiply(sv, sv, out=tmp)
+    c12 *= count  # Su Sv − N Suv, in place of Suv
+    np.subtract(np.multiply(su, sv, out=tmp), c12, out=c12)
+    _mul_sub(c11, c22, c12, c12, det, tmp)
+    bound = np.add(c11, c22, out=tmp)
+    bound *= count
+    ill = np.less_equal(det, bound)
+    ill &= count > 0
+    b3, g1, g2 = sums
+    for s, g in ((su, g1), (sv, g2)):  # g = N Σ uc/z − Su Σ 1/z, in place of Σ uc/z
+        g *= count
+        g -= np.multiply(s, b3, out=tmp)
+    a_ = np.multiply(c11, g1, out=c11)
+    a_ += np.multiply(c12, g2, out=tmp)
+    b_ = np.multiply(c22, g2, out=c22)
+    b_ += np.multiply(c12, g1, out=tmp)
+    K = frame.K
+    cx = K[0, 2] - (frame.u[0, 0] - frame.uc[0, 0])  # in uc, vc coordinates
+    cy = K[1, 2] - (frame.v[0, 0] - frame.vc[0, 0])
+    np.multiply(det, b3, out=n[2])
+    for s, c, m in ((su, cx, a_), (sv, cy, b_)):
+        np.subtract(s, np.multiply(count, c, out=tmp), out=tmp)
+        tmp *= m
+        n[2] -= tmp
+    np.multiply(a_, count, out=n[0])
+    n[0] *= K[0, 0]
+    np.multiply(b_, count, out=n[1])
+    n[1] *= K[1, 1]
+    return ill
+
+
+def _mul_sub(a: F64, b: F64, c: F64, d: F64, out: F64, tmp: F64) -> F64:
+    """``out = a·b − c·d`` without temporaries."""
+    np.multiply(a, b, out=out)
+    out -= np.multiply(c, d, out=tmp)
+    return out
+
+
+# --- the original's sums and solve, for the windows where its rounding decides ---------
+
+
+def _original_terms(z_cm: F64, u: F64, v: F64, K: F64) -> list[F64]:
+    """The original's per-pixel terms of the normal equations, for points at pixels
+    (u, v) numbered from 1 with depth ``z_cm``: ``x/z``… with its operation order, from
+    depth that went cm → m → cm as in the original (which passes metres to its normal
+    routine, and the round trip is not always the identity).  Order: a1 a2 a3 a4 a5 b1
+    b2 b3 of :func:`_solve_as_original` (a6, the point count, is left out)."""
+    z = (z_cm / 100.0) * 100.0
+    x = (u - K[0, 2]) * z / K[0, 0]
+    y = (v - K[1, 2]) * z / K[1, 1]
+    x_z, y_z, zz = x / z, y / z, z * z
+    return [x_z**2, x_z * y_z, x_z, y_z**2, y_z, x / zz, y / zz, 1.0 / z]
+
+
+def _solve_as_original(a: list[F64], count: F64) -> Normals:
+    """Unit normals (not oriented) from summed terms ``a`` (see :func:`_original_terms`),
+    with the original's operations in its order: the adjugate of the symmetric
+    ``[[a1 a2 a3] [a2 a4 a5] [a3 a5 a6]]`` times b (the determinant only scales n);
+    NaN where that is 0."""
+    a1, a2, a3, a4, a5, b1, b2, b3 = a
+    a6 = count
+    c11 = a4 * a6 - a5 * a5
+    c12 = -(a2 * a6 - a3 * a5)
+    c13 = a2 * a5 - a3 * a4
+    c22 = a1 * a6 - a3 * a3
+    c23 = -(a1 * a5 - a2 * a3)
+    c33 = a1 * a4 - a2 * a2
+    n1 = c11 * b1 + c12 * b2 + c13 * b3
+    n2 = c12 * b1 + c22 * b2 + c23 * b3
+    n3 = c13 * b1 + c23 * b2 + c33 * b3
+    with np.errstate(invalid="ignore", divide="ignore"):
+        norm = np.sqrt(n1 * n1 + n2 * n2 + n3 * n3)
+        return n1 / norm, n2 / norm, n3 / norm
+
+
+def _ordered_sums(values: F64, starts: NDArray[np.intp], full: NDArray[np.bool_]) -> F64:
+    """Sums (G, T) of the runs of ``values`` (P, T) that begin at ``starts``, each added
+    one after the other from the first (numpy's own reductions add pairwise), as the
+    original's direct sums add a run's elements with a +0 for each one that is missing:
+    a +0 changes no bit of a sum, but turns a running −0 into +0 (−0 is IEEE addition's
+    neutral element), so a run with a missing element (``full`` False) starts from +0,
+    the others from −0.  The runs are taken longest first, so that the ones still going
+    at each step are a prefix."""
+    lengths = np.diff(np.append(starts, len(values)))
+    order = np.argsort(-lengths, kind="stable")
+    lengths, first = lengths[order], starts[order]
+    acc = np.repeat(np.where(full[order], -0.0, 0.0)[:, None], values.shape[1], axis=1)
+    ends = np.searchsorted(-lengths, -np.arange(int(lengths[0]) if len(order) else 0), side="left")
+    for k, going in enumerate(ends):  # going: the runs longer than k
+        acc[:going] += values[first[:going] + k]
+    out = np.empty_like(acc)
+    out[order] = acc
+    return out
+
+
+def _run_starts(keys: NDArray[np.intp]) -> NDArray[np.intp]:
+    """Where each run of equal consecutive ``keys`` begins."""
+    return np.flatnonzero(np.append(True, keys[1:] != keys[:-1]))
+
+
+def _original_normals_at(frame: _Frame, r: int, pixels: NDArray[np.intp]) -> F64:
+    """The original's unit normals (3, len(pixels)), not oriented, of the windows centred
+    on ``pixels`` (flat indices), bit for bit."""
+    out = np.empty((3, len(pixels)))
+    for c0 in range(0, len(pixels), _EXACT_CHUNK):
+        sums, count = _original_sums_at(frame, r, pixels[c0 : c0 + _EXACT_CHUNK])
+        out[:, c0 : c0 + len(count)] = _solve_as_original(list(sums.T), count)
+    return out
+
+
+def _original_sums_at(frame: _Frame, r: int, pixels: NDArray[np.intp]) -> tuple[F64, F64]:
+    """The original's window sums (len(pixels), 8) of the terms of
+    :func:`_original_terms`, and the windows' valid pixel counts, bit for bit.
+
+    The original sums each term over a window row by row, left to right, then the row
+    sums top to bottom, with zeros for missing and outside pixels.  The same sums follow
+    from the valid pixels alone (see :func:`_ordered_sums` for the zeros): those of each
+    window are listed row by row and summed as runs, then their row sums."""
+    h, w = frame.z.shape
+    k = 2 * r + 1
+    width = w + 2 * r
+    padded = np.zeros((h + 2 * r, width), dtype=bool)
+    padded[r : r + h, r : r + w] = frame.valid
+    offsets = (np.arange(k)[:, None] * width + np.arange(k)).ravel()
+    rows, cols = np.divmod(pixels, w)
+    inside = padded.reshape(-1)[(rows * width + cols)[:, None] + offsets]
+    win, pos = np.divmod(np.flatnonzero(inside), k * k)  # valid pixels, raster order
+    pr, pc = rows[win] + pos // k - r, cols[win] + pos % k - r
+    terms = np.stack(_original_terms(frame.z[pr, pc], pc + 1.0, pr + 1.0, frame.K), axis=1)
+    row_starts = _run_starts(win * k + pos // k)
+    row_full = np.diff(np.append(row_starts, len(win))) == k
+    win_starts = _run_starts(win[row_starts])
+    win_full = np.diff(np.append(win_starts, len(row_starts))) == k
+    sums = _ordered_sums(_ordered_sums(terms, row_starts, row_full), win_starts, win_full)
+    out = np.zeros((len(pixels), terms.shape[1]))  # windows without a valid pixel: +0
+    out[win[row_starts[win_starts]]] = sums
+    return out, np.bincount(win, minlength=len(pixels)).astype(np.float64)
 
 
 def _box_sum_direct(img: F64, r: int) -> F64:
-    """Sum over a (2r+1)² window, zero outside the image (MATLAB ``filter2(ones, f)``).
-
-    Zero padding (not replication) is what the original code does: near the border the
-    plane is fitted to fewer points rather than to invented ones.  Direct separable
-    summation keeps the rounding error local, like MATLAB's direct convolution: left to
-    right along rows, then top to bottom.  This defines the bits of the sums;
-    :func:`_box_sum` computes the same bits faster.
-    """
+    """:func:`_box_sum` in the original's order: along each row left to right, then
+    the row sums top to bottom, with zero padding (MATLAB's direct ``filter2``)."""
     h, w = img.shape
     p = np.zeros((h + 2 * r, w + 2 * r), dtype=np.float64)
     p[r : r + h, r : r + w] = img
@@ -227,263 +547,76 @@ def _box_sum_direct(img: F64, r: int) -> F64:
     return out
 
 
-def _box_sum(img: F64, r: int, out: F64 | None = None, finite: bool | None = None) -> F64:
-    """:func:`_box_sum_direct`, bit for bit, with OpenCV's separable filter (~4× faster),
-    into ``out`` when given; ``finite``: whether ``img`` is known to be all finite.
-
-    Running sums (``cv2.boxFilter``) and integral images round differently, and the
-    normal equations of windows with few valid points are so ill-conditioned that this
-    changes up to half of the pixels when the raw Kinect holes are left out (tried on
-    the NYUv2 oracle): only the same additions in the same order are safe.  OpenCV's
-    generic row and column filters add the taps one after the other from the first,
-    like the direct sum, but symmetric column kernels get a pairwise order; one trailing
-    zero tap (``anchor`` keeps the window centred) makes the column kernel asymmetric
-    and adds ``+0``, which changes no bit.  ``0 × inf`` would be NaN, so non-finite input
-    (only from degenerate depth) takes the direct path.  ``tests/test_hha.py`` pins the
-    equality, in case a future OpenCV sums differently.
-    """
-    if not (np.isfinite(img.sum()) if finite is None else finite):
-        direct = _box_sum_direct(img, r)
-        if out is None:
-            return direct
-        out[...] = direct
-        return out
-    ones = np.ones(2 * r + 1)
-    return cv2.sepFilter2D(
-        img,
-        cv2.CV_64F,
-        ones,
-        np.append(ones, 0.0),
-        dst=out,
-        anchor=(r, r),
-        borderType=cv2.BORDER_CONSTANT,
-    )
-
-
-def _window_counts(valid: NDArray[np.bool_], r: int, out: F64) -> F64:
-    """Number of valid points in each (2r+1)² window, zero padded, into ``out``.
-
-    Sums of small integers are exact in any order, so OpenCV's running-sum box filter
-    gives exactly the direct sums here, at a fraction of their cost.
-    """
-    ksize, border = (2 * r + 1, 2 * r + 1), cv2.BORDER_CONSTANT
-    src = valid.view(np.uint8)
-    return cv2.boxFilter(src, cv2.CV_64F, ksize, dst=out, normalize=False, borderType=border)
-
-
-def _fit_terms(
-    z_cm: F64,
-    missing: NDArray[np.bool_],
-    K: F64,
-    row0: int,
-    out: F64,
-    cloud: F64,
-    scratch: F64,
-    check: bool,
-) -> bool:
-    """Write the per-pixel terms of the plane-fit normal equations of the rows ``z_cm``
-    (image rows from ``row0``) into ``out`` (8, rows, W), their point cloud into
-    ``cloud`` (3, rows, W); return whether all terms are finite.  ``check``: whether
-    they may not be, see :func:`_terms_surely_finite`.
-
-    A plane not through the camera is ``n·P = 1``; dividing by z makes it linear in the
-    image-plane coordinates, ``[x/z, y/z, 1] · n = 1/z``.  The terms are the 5 distinct
-    entries of the 3×3 matrix other than the count of points, then the 3 of the
-    right-hand side; a window's equations are their box sums.  Missing pixels, and NaN
-    from degenerate depth (0/0), contribute 0 to every window, as in the original, which
-    turns missing points into NaN and then every NaN term into 0.
-    """
-    x, y, z = _normals_cloud(z_cm, K, row0, cloud)
-    t = out
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        np.divide(x, z, out=t[2])
-        np.divide(y, z, out=t[4])
-        np.multiply(t[2], t[2], out=t[0])
-        np.multiply(t[2], t[4], out=t[1])
-        np.multiply(t[4], t[4], out=t[3])
-        zz = np.multiply(z, z, out=scratch[0])
-        np.divide(x, zz, out=t[5])
-        np.divide(y, zz, out=t[6])
-        np.divide(1.0, z, out=t[7])
-    if missing.any():
-        np.copyto(t, 0.0, where=missing)
-    if not check or np.isfinite(t.sum()):
-        return True
-    # Degenerate depth: z = 0 not marked missing, or under/overflow.
-    for term in t:
-        np.copyto(term, 0.0, where=np.isnan(term))
-    return bool(np.isfinite(t).all())
-
-
-def _terms_surely_finite(z_cm: F64, valid: NDArray[np.bool_], K: F64) -> bool:
-    """Whether every term of :func:`_fit_terms` is finite, from bounds that hold for any
-    real depth map: all valid depths within 1e±100 cm and ``|u − cx| / fx``,
-    ``|v − cy| / fy`` below 1e100 keep every term below ~1e200 (``x / z² ≈ (u − cx) /
-    (fx z)``) and away from 0/0.  Cheaper than checking each term's sum."""
+def _direct_normals(z_cm: F64, missing: NDArray[np.bool_], K: F64, r: int) -> F64:
+    """Unit normals (3, H, W), not oriented, by the original algorithm, for input the
+    fast fits do not take (see :func:`_suits_fast_fits`).  Missing points become NaN and
+    every NaN term 0, as in the original: a valid depth of 0 makes 0/0 terms 0 and
+    ``1/z`` infinite, which the original carries on with."""
     h, w = z_cm.shape
-    with np.errstate(divide="ignore", invalid="ignore"):
-        spread_u = max(abs(1 - K[0, 2]), abs(w - K[0, 2])) / abs(K[0, 0])
-        spread_v = max(abs(1 - K[1, 2]), abs(h - K[1, 2])) / abs(K[1, 1])
-    if not (spread_u < 1e100 and spread_v < 1e100 and z_cm.max() < 1e100):  # NaN: False
-        return False
-    tiny = z_cm <= 1e-100
-    return not np.logical_and(tiny, valid, out=tiny).any()
-
-
-def _mul_sub(a: F64, b: F64, c: F64, d: F64, out: F64, tmp: F64) -> F64:
-    """``out = a·b − c·d``, rounded in that order, without temporaries."""
-    np.multiply(a, b, out=out)
-    out -= np.multiply(c, d, out=tmp)
-    return out
-
-
-def _unit_normals(sums: F64, count: F64, out: Normals, scratch: F64) -> Normals:
-    """Unit normals (into ``out``, not yet oriented) from the windows' summed normal
-    equations; NaN where the fit is undefined.
-
-    Solved with the adjugate (the determinant only scales n, which is normalised anyway),
-    as in the original, with its operation order: it decides the last bits, and so rare
-    rounding ties.  The original negates two cofactors and then adds their products;
-    subtracting the products instead is the same operation in IEEE arithmetic.
-    """
-    a1, a2, a3, a4, a5, b1, b2, b3 = sums
-    a6 = count
-    c11, t12, c13, c22, t23, c33, tmp, norm = scratch
-    # Cofactors of the symmetric [[a1 a2 a3] [a2 a4 a5] [a3 a5 a6]]; c12 = -t12, c23 = -t23.
-    _mul_sub(a4, a6, a5, a5, c11, tmp)
-    _mul_sub(a2, a6, a3, a5, t12, tmp)
-    _mul_sub(a2, a5, a3, a4, c13, tmp)
-    _mul_sub(a1, a6, a3, a3, c22, tmp)
-    _mul_sub(a1, a5, a2, a3, t23, tmp)
-    _mul_sub(a1, a4, a2, a2, c33, tmp)
-    # n = adj(A) b: (c11 b1 + c12 b2) + c13 b3, (c12 b1 + c22 b2) + c23 b3, ...
-    n1, n2, n3 = out
+    u = np.arange(1, w + 1, dtype=np.float64)[None, :]
+    v = np.arange(1, h + 1, dtype=np.float64)[:, None]
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        _mul_sub(c11, b1, t12, b2, n1, tmp)
-        n1 += np.multiply(c13, b3, out=tmp)
-        _mul_sub(c22, b2, t12, b1, n2, tmp)
-        n2 -= np.multiply(t23, b3, out=tmp)
-        _mul_sub(c13, b1, t23, b2, n3, tmp)
-        n3 += np.multiply(c33, b3, out=tmp)
-        np.multiply(n1, n1, out=norm)
-        norm += np.multiply(n2, n2, out=tmp)
-        norm += np.multiply(n3, n3, out=tmp)
-        cv2.sqrt(norm, dst=norm)  # IEEE sqrt like np.sqrt, but vectorised
-        n1 /= norm
-        n2 /= norm
-        n3 /= norm
-    return n1, n2, n3
+        terms = _original_terms(np.where(missing, np.nan, z_cm), u, v, K)
+        sums = [_box_sum_direct(np.where(np.isnan(t), 0.0, t), r) for t in terms]
+        count = _box_sum_direct((~missing).astype(np.float64), r)
+        return np.array(_solve_as_original(sums, count))
 
 
-def _flips(n: Normals, cloud: Cloud, out: NDArray[np.bool_], scratch: F64) -> NDArray[np.bool_]:
-    """Where the normal must be negated to follow the original's orientation (into ``out``).
+# --- orientation, gravity ---------------------------------------------------------
 
-    The original first makes ``n_z >= 0``, then flips ``n`` to ``n · p >= 0``.  Negation
-    is exact and commutes with the rounding of the dot product, so that is one flip:
-    where ``n · p < 0``, or where ``n · p == 0`` and ``n_z < 0``; NaN stays NaN.
-    """
-    d, tmp = scratch[0], scratch[1]
+
+def _point_cloud(z_cm: F64, frame: _Frame, rows: slice, out: F64) -> tuple[F64, F64, F64]:
+    """Camera coordinates (cm) of image ``rows`` with depth ``z_cm``, x and y into
+    ``out[0]``, ``out[1]``, with the original's operation order ``((u - cx) * Z) / fx``."""
+    K = frame.K
+    x = np.multiply(frame.u - K[0, 2], z_cm, out=out[0])
+    x /= K[0, 0]
+    y = np.multiply(frame.v[rows] - K[1, 2], z_cm, out=out[1])
+    y /= K[1, 1]
+    return x, y, z_cm
+
+
+def _flips(n: F64, frame: _Frame, rows: slice, sc: F64) -> NDArray[np.bool_]:
+    """Where a normal (of image ``rows``) is negated by the original's orientation: it
+    first makes ``n_z >= 0``, then ``n · p >= 0``, p the pixel's point.  Negation is
+    exact and commutes with the rounding of the dot product, so that is one flip: where
+    ``n · p < 0``, or ``n · p == 0`` and ``n_z < 0``.  ``n · p`` is computed as ``z (n ·
+    [(u − cx)/fx, (v − cy)/fy, 1])``: its sign can only differ from the original's where
+    it is within rounding of 0 but not 0 (the fitted plane passing within ~1e-13 of the
+    camera), and where z = 0 (missing) it is 0 alike.  Uses ``sc[0:2]``."""
+    K = frame.K
+    d, tmp = sc[0], sc[1]
     with np.errstate(invalid="ignore", over="ignore"):
-        np.multiply(n[0], cloud[0], out=d)
-        d += np.multiply(n[1], cloud[1], out=tmp)
-        d += np.multiply(n[2], cloud[2], out=tmp)
-        np.less(d, 0.0, out=out)
-        on_plane = d == 0.0
-        if on_plane.any():
-            out |= on_plane & (n[2] < 0)
-    return out
+        np.multiply(n[0], (frame.u - K[0, 2]) / K[0, 0], out=d)
+        d += np.multiply(n[1], (frame.v[rows] - K[1, 2]) / K[1, 1], out=tmp)
+        d += n[2]
+        d *= frame.z[rows]
+    flip = d < 0.0
+    on_plane = d == 0.0
+    if on_plane.any():
+        flip |= on_plane & (n[2] < 0)
+    return flip
 
 
-def _term_bands(
-    z_cm: F64, missing: NDArray[np.bool_], K: F64, ws: _Workspace
-) -> Iterator[tuple[int, int, bool]]:
-    """Fill ``ws.stack`` with a band's terms and yield ``(first row, end row, finite)``.
-
-    Stack row j holds image row ``first - halo + j``: each band's terms come with
-    ``halo`` rows above and below (zeros beyond the image), so every window sums the
-    same values in the same order as on the whole image, and one filter call can sum
-    all 8 terms.  The halo rows shared by two bands are moved, not computed again.
-    ``finite``: no term is inf or NaN (see :func:`_box_sum`), as far as this frame's
-    terms so far go.
-    """
-    h = z_cm.shape[0]
-    halo, stack = ws.halo, ws.stack
-    done = 0  # image rows whose terms have been computed
-    finite = True
-    check = not _terms_surely_finite(z_cm, np.logical_not(missing, out=ws.valid), K)
-    for r0, r1 in _row_bands(h):
-        if r0 == 0:
-            stack[:, :halo] = 0.0
-        else:
-            stack[:, : 2 * halo] = stack[:, _BAND_ROWS : _BAND_ROWS + 2 * halo]
-        top = r0 - halo  # the image row of stack row 0
-        for p in _pieces(done, min(h, r1 + halo)):  # image rows that enter the stack now
-            terms = stack[:, p.start - top : p.stop - top]
-            scratch = ws.scratch[:, : p.stop - p.start]
-            cloud = ws.cloud[:, p]
-            finite &= _fit_terms(z_cm[p], missing[p], K, p.start, terms, cloud, scratch, check)
-            done = p.stop
-        stack[:, done - top :] = 0.0
-        yield r0, r1, finite
-
-
-def _band_sums(ws: _Workspace, r: int, rows: int, finite: bool) -> F64:
-    """Box sums of radius ``r`` (at most the stack's halo) of the band's terms in
-    ``ws.stack``, into ``ws.sums``; return those of the band's ``rows`` rows."""
-    halo, w = ws.halo, ws.stack.shape[2]
-    if r == halo:  # the whole stack at once: windows stay within a term's rows
-        _box_sum(ws.stack.reshape(-1, w), r, out=ws.sums.reshape(-1, w), finite=finite)
-    else:  # each term's band with its r halo rows only: less to filter
-        band = slice(halo - r, halo + rows + r)
-        for k in range(_N_TERMS):
-            _box_sum(ws.stack[k, band], r, out=ws.sums[k, band], finite=finite)
-    return ws.sums[:, halo : halo + rows]
-
-
-def _band_normals(
-    ws: _Workspace, r: int, rows: int, finite: bool, count: F64, out: Normals
-) -> Normals:
-    """Unit normals (into ``out``, not oriented) of the band in ``ws.stack``, from
-    windows of radius ``r`` (at most the stack's halo)."""
-    sums = _band_sums(ws, r, rows, finite)
-    for p in _pieces(0, rows):
-        piece = (out[0][p], out[1][p], out[2][p])
-        _unit_normals(sums[:, p], count[p], piece, ws.scratch[:, : p.stop - p.start])
-    return out
-
-
-def surface_normals(z_cm: F64, missing: NDArray[np.bool_], K: F64, radius: int) -> F64:
+def surface_normals(z_cm: ArrayLike, missing: ArrayLike, K: ArrayLike, radius: int) -> F64:
     """Unit surface normals (H, W, 3) by least-squares plane fits over square windows.
 
-    Missing pixels are excluded from every fit (see :func:`_fit_terms`); pixels whose
-    fit is undefined (too few valid points) are NaN.  Normals are oriented so that
-    ``n · p >= 0`` (the original code's convention).
+    Missing pixels are excluded from every fit; pixels whose fit is undefined (no valid
+    point in the window) are NaN.  Normals are oriented so that ``n · p >= 0`` (the
+    original code's convention).
     """
-    z_cm = np.asarray(z_cm, dtype=np.float64)
-    missing = np.asarray(missing, dtype=bool)
-    h, w = z_cm.shape
-    ws = _workspace(h, w) if radius <= _GRAVITY_RADIUS else _Workspace(h, w, halo=radius)
-    count = _window_counts(np.logical_not(missing, out=ws.valid), radius, out=ws.counts[0])
-    out = np.empty((3, h, w))
-    for r0, r1, finite in _term_bands(z_cm, missing, K, ws):
-        _band_normals(ws, radius, r1 - r0, finite, count[r0:r1], _rows(out, slice(r0, r1)))
-    for p in _pieces(0, h):
-        n, rows = _rows(out, p), p.stop - p.start
-        flip = _flips(n, _rows(ws.cloud, p), np.empty((rows, w), dtype=bool), ws.scratch[:, :rows])
-        for c in n:
-            np.negative(c, out=c, where=flip)
-    return np.ascontiguousarray(np.moveaxis(out, 0, -1))
-
-
-def _drop_undefined(nn: F64, start: int, stop: int) -> int:
-    """Squeeze the NaN normals out of ``nn[:, start:stop]`` (keeping the order); return
-    the new stop."""
-    valid = ~np.isnan(nn[0, start:stop])
-    count = int(np.count_nonzero(valid))
-    if count < stop - start:
-        for k in range(3):
-            nn[k, start : start + count] = nn[k, start:stop][valid]
-    return start + count
+    z = np.ascontiguousarray(z_cm, dtype=np.float64)
+    whole = isinstance(radius, (int, np.integer)) and not isinstance(radius, bool)
+    if z.ndim != 2 or not whole or radius < 0:
+        raise AimsError(f"surface_normals: a 2-D depth and a radius >= 0 are needed, got shape "
+                        f"{z.shape} and radius {radius!r}.")
+    ws = _workspace(z.shape)
+    frame = _frame(z, np.asarray(missing, dtype=bool), np.asarray(K, dtype=np.float64), ws)
+    n = _unit_normals(frame, radius, "normals")
+    for rows in _pieces(z.shape[0]):
+        flip = _flips(n[:, rows], frame, rows, ws.scratch(rows.stop - rows.start))
+        np.negative(n[:, rows], out=n[:, rows], where=flip)
+    return np.ascontiguousarray(np.moveaxis(n, 0, -1))
 
 
 def _outer_sum(nn: F64, weights: NDArray[np.int8], buf: F64) -> F64:
@@ -510,65 +643,86 @@ class _VoteTally:
     """The normals' votes for one angle tolerance, and ``Nw Nwᵀ − Nf Nfᵀ`` over them.
 
     A vote only changes where ``|n·y|`` crosses a threshold, and ``|n·y|`` moves by at
-    most ``|Δy|`` when y does.  So after one exact count for ``y_ref``, every normal's
+    most ``|Δy|`` when y does.  So after an exact count for ``y_ref``, every normal's
     margin (the distance of ``|n·y_ref|`` to the nearest threshold) is kept, and the
-    normals with a small margin are listed.  Each later estimate ``y`` re-checks only the
-    listed normals whose margin is within reach (``|y − y_m|``, ``y_m`` the estimate the
-    margin was measured at): it recomputes their votes exactly, adds the changes to the
-    sum, and measures their margins again at ``y``.  Should gravity move beyond the list,
-    the list grows, or the count is redone when that is cheaper.  The votes are thus
-    exactly those of a full count; the sum differs from one in the last bits (order of
-    additions), which moves gravity by ~1e-16.
+    normals with a small margin are listed, with a copy of their columns.  Each later
+    estimate ``y`` re-checks only the listed normals whose margin is within reach
+    (``|y − y_m|``, ``y_m`` the estimate the margin was measured at): it recomputes their
+    votes exactly, adds the changes to the sum, and measures their margins again at ``y``.
+    Should gravity move beyond the list, the list grows, or every vote is counted again
+    when that is cheaper.  How far to list is guessed from the estimate's last move (4×
+    it); while it still moves further than _VOTE_BAND allows, listing would not pay, and
+    each estimate gets a full count.  The votes are thus exactly those of a full count;
+    the sum differs from one in the last bits (order of additions), which moves gravity
+    by ~1e-16.
     """
 
     def __init__(
-        self, nn: F64, tol_deg: float, buf: _GravityBuffers, prior: F64 | None = None
+        self, nn: F64, tol_deg: float, buf: _GravityBuffers, prior: _VoteTally | None = None
     ):
-        """``prior``: the sum for the votes now in ``buf.votes`` (a previous tolerance's),
-        to be updated rather than summed anew."""
+        """``prior``: the tally of a previous tolerance, whose sum and votes are updated
+        rather than summed anew."""
         self.nn, self.buf = nn, buf
         self.cos_t = np.cos(np.deg2rad(tol_deg))
         self.sin_t = np.sin(np.deg2rad(tol_deg))
         self.y_ref: F64 | None = None
-        self.sum = prior
+        self.sum = None if prior is None else prior.sum
+        self.votes = buf.votes  # a prior's votes are there already
 
     def _votes(self, sim: F64, out: NDArray[np.int8] | None = None) -> NDArray[np.int8]:
         """+1 wall (nearly perpendicular to y), −1 floor (nearly parallel), else 0."""
         return np.subtract(sim < self.sin_t, sim > self.cos_t, out=out, dtype=np.int8)
 
-    def _margin(self, sim: F64, out: F64 | None = None, tmp: F64 | None = None) -> F64:
-        """Distance of each ``|n·y|`` to the nearest threshold."""
-        margin = np.abs(np.subtract(sim, self.cos_t, out=out), out=out)
+    def _margin(self, sim: F64, tmp: F64 | None = None) -> F64:
+        """Distance of each ``|n·y|`` to the nearest threshold (``sim`` is overwritten;
+        ``tmp``: scratch of its size)."""
         if self.sin_t != self.cos_t:
-            np.minimum(margin, np.abs(np.subtract(sim, self.sin_t, out=tmp), out=tmp), out=margin)
-        return margin
+            other = np.abs(np.subtract(sim, self.sin_t, out=tmp), out=tmp)
+            margin = np.abs(np.subtract(sim, self.cos_t, out=sim), out=sim)
+            return np.minimum(margin, other, out=margin)
+        return np.abs(np.subtract(sim, self.cos_t, out=sim), out=sim)
 
-    def _recount(self, y: F64) -> None:
-        """Count every vote for ``y`` exactly, keep the margins, list the small ones.
+    def _count(self, y: F64, step: float) -> bool:
+        """Count every vote for ``y`` exactly and return whether any changed; list the
+        normals within 4 ``step`` (the estimate's last move) of a threshold, unless
+        that is beyond _VOTE_BAND.
 
         When the sum of earlier votes is known, only the votes that changed are added
         to it, unless so many changed that summing all again is cheaper."""
-        n = self.nn.shape[1]
-        sim = _abs_dot(y, self.nn, out=self.buf.sim[:n])
-        self.votes = self.buf.votes[:n]
+        sim = _abs_dot(y, self.nn, out=self.buf.sim)
         if self.sum is None:
             self._votes(sim, out=self.votes)
             self.sum = _outer_sum(self.nn, self.votes, self.buf.weighted)
+            changed = True
         else:
-            new = self._votes(sim, out=self.buf.recount[:n])
-            changed = np.flatnonzero(new != self.votes)
-            if 4 * len(changed) > n:
+            new = self._votes(sim, out=self.buf.recount)
+            which = np.flatnonzero(new != self.votes)
+            changed = len(which) > 0
+            if 4 * len(which) > len(new):
                 self.votes[...] = new
                 self.sum = _outer_sum(self.nn, self.votes, self.buf.weighted)
-            else:
-                self._add_changes(changed, new[changed])
-        self.margin = self._margin(sim, out=self.buf.margin[0, :n], tmp=self.buf.margin[1, :n])
+            elif changed:
+                self._add_changes(which, new[which])
+        band = max(_VOTE_BAND[0], 4 * step)
+        if band > _VOTE_BAND[1]:
+            self.y_ref = None
+            return changed
+        self.margin = self._margin(sim, self.buf.scratch)
         self.y_ref = y
         self.ys = [y]  # the estimates that listed margins were measured at
-        self.listed = np.flatnonzero(self.margin <= _VOTE_BAND)
-        self.listed_margin = self.margin[self.listed]
-        self.listed_at = np.zeros(len(self.listed), dtype=np.intp)  # index into self.ys
-        self.listed_up_to = _VOTE_BAND
+        self._list(np.flatnonzero(self.margin <= band), None, None)
+        self.listed_up_to = band
+        return changed
+
+    def _list(
+        self, listed: NDArray[np.intp], margin: F64 | None, at: NDArray[np.intp] | None
+    ) -> None:
+        """List the normals ``listed`` with their margins and where those were measured
+        (None: as just counted)."""
+        self.listed = listed
+        self.listed_nn = np.take(self.nn, listed, axis=1)  # 3× faster than nn[:, idx]
+        self.listed_margin = self.margin[listed] if margin is None else margin
+        self.listed_at = np.zeros(len(listed), dtype=np.intp) if at is None else at  # into ys
 
     def _list_more(self, limit: float) -> bool:
         """List the normals whose margin at ``y_ref`` is up to ``limit``; False when so
@@ -583,29 +737,30 @@ class _VoteTally:
         margin, at = self.margin[listed], np.zeros(len(listed), dtype=np.intp)
         old = np.searchsorted(listed, self.listed)  # both are sorted, the old ⊂ the new
         margin[old], at[old] = self.listed_margin, self.listed_at
-        self.listed, self.listed_margin, self.listed_at = listed, margin, at
+        self._list(listed, margin, at)
         self.listed_up_to = limit
         return True
 
-    def matrix(self, y: F64) -> tuple[F64, bool]:
+    def matrix(self, y: F64, step: float = np.inf) -> tuple[F64, bool]:
         """``Σ vote · n nᵀ`` (3×3) with the votes for gravity estimate ``y``, and whether
-        it may differ from the previous call's (False: the same votes, the same sum)."""
+        it differs from the previous call's (False: the same votes, the same sum);
+        ``step``: how far the estimate moved last."""
         if self.y_ref is None:
-            self._recount(y)
-            return self.sum, True
+            changed = self._count(y, step)
+            return self.sum, changed
         drift = float(np.linalg.norm(y - self.y_ref)) + _VOTE_SLACK
         if drift > self.listed_up_to and not self._list_more(1.5 * drift):  # room to drift
-            self._recount(y)
-            return self.sum, True
+            changed = self._count(y, step)
+            return self.sum, changed
         reach = np.array([np.linalg.norm(y - y_m) for y_m in self.ys]) + _VOTE_SLACK
         check = np.flatnonzero(self.listed_margin <= reach[self.listed_at])
-        idx = self.listed[check]
-        part = np.take(self.nn, idx, axis=1)  # 3× faster than nn[:, idx]
+        part = np.take(self.listed_nn, check, axis=1)
         sim = _abs_dot(y, part)
+        new = self._votes(sim)
         self.listed_margin[check] = self._margin(sim)
         self.listed_at[check] = len(self.ys)
         self.ys.append(y)
-        new = self._votes(sim)
+        idx = self.listed[check]
         changed = new != self.votes[idx]
         if not changed.any():
             return self.sum, False
@@ -618,14 +773,29 @@ class _VoteTally:
         """Set the votes of normals ``idx`` (``part``: those normals) to ``new``, and
         update the sum by their changes."""
         if part is None:
-            part = np.take(self.nn, idx, axis=1)  # 3× faster than nn[:, idx]
+            part = np.take(self.nn, idx, axis=1)
         delta = new - self.votes[idx]
         self.sum = self.sum + (part * delta) @ part.T
         self.votes[idx] = new
 
 
-def _gravity_from(nn: F64, buf: _GravityBuffers) -> F64:
-    """Gravity from valid unit normals given as a (3, N) array (see :func:`estimate_gravity`).
+class _GravityBuffers:
+    """The arrays of a gravity estimate from n normals: in the frame's workspace when
+    there is one (see :class:`_Workspace`)."""
+
+    def __init__(self, n: int, ws: _Workspace | None = None):
+        def flat(name: str, dtype: type = np.float64) -> np.ndarray:
+            return np.empty(n, dtype) if ws is None else ws(name, dtype=dtype).reshape(-1)[:n]
+
+        self.sim, self.scratch = flat("g_sim"), flat("g_scratch")  # |n·y|, its margins
+        self.votes, self.recount = flat("g_votes", np.int8), flat("g_recount", np.int8)
+        chunk = min(_CHUNK, n)  # a chunk of normals times their votes, see _outer_sum
+        self.weighted = np.empty((3, chunk)) if ws is None else ws.array("g_weighted", (3, chunk))
+
+
+def _gravity_from(nn: F64, ws: _Workspace | None = None) -> F64:
+    """Gravity from unit normals given as a (3, N) array, none NaN (see
+    :func:`estimate_gravity`).
 
     Each iteration needs ``Nw Nwᵀ − Nf Nfᵀ``; :class:`_VoteTally` keeps it up to date
     without gathering both sets every iteration (most of the original's time).  The sign
@@ -640,41 +810,26 @@ def _gravity_from(nn: F64, buf: _GravityBuffers) -> F64:
         return y
     if not np.isfinite(nn.sum()):  # absurd depth (~1e300 m): inf normals, votes of NaN
         return _gravity_direct(nn)
+    buf = _GravityBuffers(nn.shape[1], ws)
     tally: _VoteTally | None = None
+    step = np.inf  # how far the last estimate moved
     for tol_deg, iters in _GRAVITY_SCHEDULE:
-        tally = _VoteTally(nn, tol_deg, buf, None if tally is None else tally.sum)
+        tally = _VoteTally(nn, tol_deg, buf, tally)
         for _ in range(iters):
-            a, changed = tally.matrix(y)
+            a, changed = tally.matrix(y, step)
             if not changed:
                 break
-            y = _next_estimate(a, y, functools.partial(_gathered_matrix, nn, y, tol_deg))
+            y, last = _next_estimate(a, y), y
+            step = float(np.linalg.norm(y - last))
     return y
 
 
-def _next_estimate(a: F64, y: F64, exact_matrix: Callable[[], F64]) -> F64:
-    """The eigenvector of ``a``'s smallest eigenvalue, on ``y``'s side.
-
-    When the two smallest eigenvalues (nearly) coincide, as for a synthetic scene of one
-    flat wall, that eigenvector is decided by the last bits of ``a``: it is then
-    recomputed from ``exact_matrix()``, summed like the original, to make the same
-    choice."""
+def _next_estimate(a: F64, y: F64) -> F64:
+    """The eigenvector of ``a``'s smallest eigenvalue, on ``y``'s side."""
     evals, evecs = np.linalg.eigh(a)  # a is symmetric: eigh, like MATLAB's eig
-    if evals[1] - evals[0] < _TIE * np.abs(evals).max():
-        evals, evecs = np.linalg.eigh(exact_matrix())
     new = evecs[:, np.argmin(evals)]
     # sign(0) would zero the estimate (only when no normal votes); keep the side.
     return new * (np.sign(y @ new) or 1.0)
-
-
-def _gathered_matrix(nn: F64, y: F64, tol_deg: float) -> F64:
-    """``Nw Nwᵀ − Nf Nfᵀ`` for estimate ``y``, gathered and summed as the original does
-    (the same matrix products of the same (k, 3) arrays)."""
-    rows = nn.T
-    with np.errstate(invalid="ignore"):
-        sim = np.abs(rows @ y)
-    nf = rows[sim > np.cos(np.deg2rad(tol_deg))]
-    nw = rows[sim < np.sin(np.deg2rad(tol_deg))]
-    return nw.T @ nw - nf.T @ nf
 
 
 def _gravity_direct(nn: F64) -> F64:
@@ -682,16 +837,33 @@ def _gravity_direct(nn: F64) -> F64:
 
     Kept for normals with inf components, where ``vote × n nᵀ`` would make ``0 × inf``
     NaN of normals that do not vote."""
+    rows = nn.T
     y = np.array([0.0, 1.0, 0.0])
     for tol_deg, iters in _GRAVITY_SCHEDULE:
         for _ in range(iters):
-            evals, evecs = np.linalg.eigh(_gathered_matrix(nn, y, tol_deg))
-            new = evecs[:, np.argmin(evals)]
-            y = new * (np.sign(y @ new) or 1.0)
+            with np.errstate(invalid="ignore"):
+                sim = np.abs(rows @ y)
+            nf = rows[sim > np.cos(np.deg2rad(tol_deg))]
+            nw = rows[sim < np.sin(np.deg2rad(tol_deg))]
+            y = _next_estimate(nw.T @ nw - nf.T @ nf, y)
     return y
 
 
-def estimate_gravity(normals: F64) -> F64:
+def _defined(n: F64, ws: _Workspace | None = None) -> F64:
+    """The normals of a (3, H, W) field as (3, N) columns, NaN (undefined) ones left out,
+    each component contiguous (into the workspace when given)."""
+    nn = n.reshape(3, -1)
+    keep = ~np.isnan(nn[0])
+    count = int(np.count_nonzero(keep))
+    if count == keep.size:
+        return nn
+    out = np.empty((3, count)) if ws is None else ws("defined", 3).reshape(3, -1)[:, :count]
+    for k in range(3):
+        np.compress(keep, nn[k], out=out[k])
+    return out
+
+
+def estimate_gravity(normals: ArrayLike) -> F64:
     """Unit gravity direction (camera coordinates, y pointing down) from a normal field.
 
     Hard assignment, as in the original: normals within the tolerance of the current
@@ -701,9 +873,10 @@ def estimate_gravity(normals: F64) -> F64:
     the smallest eigenvalue, its sign chosen to agree with the previous estimate.
     """
     nn = np.asarray(normals, dtype=np.float64).reshape(-1, 3)
-    buf = _GravityBuffers(len(nn))
-    buf.normals[...] = nn.T
-    return _gravity_from(buf.normals[:, : _drop_undefined(buf.normals, 0, len(nn))], buf)
+    return _gravity_from(_defined(np.ascontiguousarray(nn.T)))
+
+
+# --- height and encoding ------------------------------------------------------------
 
 
 def _rotation_to(yi: F64, yf: F64) -> F64:
@@ -724,12 +897,31 @@ def _rotation_to(yi: F64, yf: F64) -> F64:
     return np.eye(3) + np.sin(phi) * s + (1.0 - np.cos(phi)) * (s @ s)
 
 
+def _height_cm(frame: _Frame, g: F64) -> F64:
+    """Height (cm) along gravity, before subtracting the lowest point: the y coordinate
+    after rotating gravity onto the y axis (R' in the original), negated."""
+    rot = _rotation_to(np.array([0.0, 1.0, 0.0]), g).T
+    identity = np.array_equal(rot, np.eye(3))
+    height = frame.ws("height")
+    for rows in _pieces(frame.z.shape[0]):
+        sc = frame.ws.scratch(rows.stop - rows.start)
+        x, y, z = _point_cloud(frame.z[rows], frame, rows, sc)
+        out = height[rows]
+        if identity:
+            np.negative(y, out=out)
+            continue
+        np.multiply(rot[1, 0], x, out=out)
+        out += np.multiply(rot[1, 1], y, out=y)
+        out += np.multiply(rot[1, 2], z, out=y)
+        np.negative(out, out=out)
+    return height
+
+
 def _round_into(x: F64, out: NDArray[np.uint8], low: bool = True, high: bool = True) -> None:
     """:func:`matlab_uint8` of ``x`` into ``out``, using ``x`` as scratch; ``low`` /
     ``high``: whether ``x`` may be NaN or round below 0 / above 255 (else that clamp
-    is skipped)."""
+    is skipped).  ``floor(x + 0.5)``: once clamped at 0, the cast's truncation is it."""
     x += 0.5
-    np.floor(x, out=x)
     if low:
         np.fmax(x, 0.0, out=x)  # NaN -> 0
     if high:
@@ -744,7 +936,8 @@ def matlab_uint8(x: ArrayLike) -> NDArray[np.uint8]:
     numpy's ``round`` is half-to-even and ``astype(uint8)`` truncates and wraps, either
     of which changes pixels of the reference output.  Values below 0 saturate to 0
     whichever way they round, so only ``floor(x + 0.5)`` of the others matters, and
-    ``fmax`` takes NaN to 0 on the way.
+    ``fmax`` takes NaN to 0 on the way; what is left is at least 0, where truncation is
+    floor.
     """
     r = np.array(x, dtype=np.float64)  # a copy: _round_into works in place
     out = np.empty(r.shape, dtype=np.uint8)
@@ -752,15 +945,14 @@ def matlab_uint8(x: ArrayLike) -> NDArray[np.uint8]:
     return out
 
 
-def _angle_deg(n: Normals, flip: NDArray[np.bool_], g: F64, out: F64, tmp: F64) -> F64:
-    """Angle (degrees, into ``out``) between each oriented normal and gravity; 180
-    where there is no normal.
-
-    Negating a normal negates its dot product with g exactly, so the orientation is
-    applied to the cosine.  ``np.degrees`` is exactly this product, in a slower loop.
-    """
+def _angle_deg(n: F64, flip: NDArray[np.bool_], g: F64, out: F64, tmp: F64) -> F64:
+    """Angle (degrees, into ``out``) between each oriented normal and gravity; 180 where
+    there is no normal.  Negating a normal negates its dot product with g exactly, so the
+    orientation is applied to the cosine.  ``np.degrees`` is exactly this product, in a
+    slower loop."""
+    cos_a = out
     with np.errstate(invalid="ignore"):
-        cos_a = np.multiply(n[0], g[0], out=out)
+        np.multiply(n[0], g[0], out=cos_a)
         cos_a += np.multiply(n[1], g[1], out=tmp)
         cos_a += np.multiply(n[2], g[2], out=tmp)
     np.negative(cos_a, out=cos_a, where=flip)
@@ -769,31 +961,6 @@ def _angle_deg(n: Normals, flip: NDArray[np.bool_], g: F64, out: F64, tmp: F64) 
     np.arccos(cos_a, out=cos_a)
     cos_a *= 180.0 / np.pi
     return cos_a
-
-
-def _height_cm(z_cm: F64, K: F64, g: F64, ws: _Workspace) -> F64:
-    """Height (cm) along gravity into ``ws.height``, before subtracting the lowest point.
-
-    It is the y coordinate after rotating gravity onto the y axis (R' in the original),
-    negated.
-    """
-    rot = _rotation_to(np.array([0.0, 1.0, 0.0]), g).T
-    identity = np.array_equal(rot, np.eye(3))
-    for p in _pieces(0, z_cm.shape[0]):
-        sc = ws.scratch[:, : p.stop - p.start]
-        if np.array_equal(ws.cloud[2, p], z_cm[p]):  # the fits' cloud is this one
-            x, y, z = ws.cloud[0, p], ws.cloud[1, p], z_cm[p]
-        else:
-            x, y, z = _point_cloud(z_cm[p], K, p.start, sc)
-        height = ws.height[p]
-        if identity:
-            np.negative(y, out=height)
-        else:
-            np.multiply(rot[1, 0], x, out=height)
-            height += np.multiply(rot[1, 1], y, out=sc[2])
-            height += np.multiply(rot[1, 2], z, out=sc[2])
-            np.negative(height, out=height)
-    return ws.height
 
 
 def _validated(
@@ -821,29 +988,6 @@ def _validated(
     return d, K, miss
 
 
-def _fit_normals(z: F64, miss: NDArray[np.bool_], K: F64, ws: _Workspace) -> int:
-    """Fit both normal fields, band by band: the fine ones (unit, not oriented) into
-    ``ws.fine`` with their flips in ``ws.flip``, the defined coarse ones into
-    ``ws.gravity.normals``; return how many of those there are."""
-    np.logical_not(miss, out=ws.valid)
-    fine_count = _window_counts(ws.valid, _NORMAL_RADIUS, out=ws.counts[0])
-    coarse_count = _window_counts(ws.valid, _GRAVITY_RADIUS, out=ws.counts[1])
-    n_defined, w = 0, z.shape[1]
-    for r0, r1, finite in _term_bands(z, miss, K, ws):
-        rows, band = r1 - r0, slice(r0, r1)
-        sums = _band_sums(ws, _NORMAL_RADIUS, rows, finite)
-        for p in _pieces(r0, r1):  # the normals, then their flips while in cache
-            scratch, n = ws.scratch[:, : p.stop - p.start], _rows(ws.fine, p)
-            _unit_normals(sums[:, p.start - r0 : p.stop - r0], fine_count[p], n, scratch)
-            _flips(n, _rows(ws.cloud, p), ws.flip[p], scratch)
-        # The coarse normals go straight into the list for gravity, NaN squeezed out.
-        stop = n_defined + rows * w
-        coarse = tuple(c[n_defined:stop].reshape(rows, w) for c in ws.gravity.normals)  # views
-        _band_normals(ws, _GRAVITY_RADIUS, rows, finite, coarse_count[band], coarse)
-        n_defined = _drop_undefined(ws.gravity.normals, n_defined, stop)
-    return n_defined
-
-
 def compute_hha(
     depth_m: ArrayLike,
     intrinsics: ArrayLike = NYU_COLOR_INTRINSICS,
@@ -857,30 +1001,34 @@ def compute_hha(
     the raw-depth mask to reproduce HHA computed with the raw Kinect holes.
     """
     d, K, miss = _validated(depth_m, intrinsics, missing)
-    h, w = d.shape
-    ws = _workspace(h, w)
-    z = np.multiply(d, 100.0, out=ws.z)  # the original works in centimetres
+    ws = _workspace(d.shape)
+    z = np.multiply(d, 100.0, out=ws("z"))  # the original works in centimetres
+    frame = _frame(z, miss, K, ws)
+    fine = _unit_normals(frame, _NORMAL_RADIUS, "fine")
+    g = _gravity_from(_defined(_unit_normals(frame, _GRAVITY_RADIUS, "coarse"), ws), ws)
+    return _encode(frame, fine, g)
 
-    n_defined = _fit_normals(z, miss, K, ws)
-    g = _gravity_from(ws.gravity.normals[:, :n_defined], ws.gravity)
-    return _encode(z, _height_cm(z, K, g, ws), g, ws)
 
-
-def _encode(z_cm: F64, height: F64, g: F64, ws: _Workspace) -> NDArray[np.uint8]:
+def _encode(frame: _Frame, fine: F64, g: F64) -> NDArray[np.uint8]:
     """The three channels, rounded like MATLAB: disparity, height above the lowest point,
     and the angle of the fine normals to gravity, ``+ 128 − 90`` as in the original."""
+    ws = frame.ws
+    height = _height_cm(frame, g)
     lowest = height.min()
     if lowest > -90:  # the floor is probably out of view
         lowest = -130.0
-    out = ws.planes
-    for b in _pieces(0, z_cm.shape[0]):
-        sc = ws.scratch[:, : b.stop - b.start]
+    out = np.empty((*frame.z.shape, 3), dtype=np.uint8)
+    for rows in _pieces(frame.z.shape[0]):
+        sc = ws.scratch(rows.stop - rows.start)
+        planes = ws("planes", 3, dtype=np.uint8)[:, rows]
         # Disparity is in (0, 310] and the angle in [38, 218]: no NaN, fewer clamps.
-        disparity = np.divide(31000.0, np.maximum(z_cm[b], 100.0, out=sc[0]), out=sc[0])
-        _round_into(disparity, out[0, b], low=False)
-        _round_into(np.subtract(height[b], lowest, out=sc[0]), out[1, b])
-        angle = _angle_deg(_rows(ws.fine, b), ws.flip[b], g, out=sc[0], tmp=sc[1])
+        disparity = np.maximum(frame.z[rows], 100.0, out=sc[0])
+        _round_into(np.divide(31000.0, disparity, out=disparity), planes[0], low=False)
+        _round_into(np.subtract(height[rows], lowest, out=sc[0]), planes[1])
+        n = fine[:, rows]
+        angle = _angle_deg(n, _flips(n, frame, rows, sc), g, out=sc[5], tmp=sc[6])
         angle += 128
         angle -= 90
-        _round_into(angle, out[2, b], low=False, high=False)
-    return cv2.merge(list(out))  # a new (H, W, 3) array
+        _round_into(angle, planes[2], low=False, high=False)
+        cv2.merge(list(planes), dst=out[rows])
+    return out

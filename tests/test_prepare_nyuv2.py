@@ -266,6 +266,7 @@ def test_broken_config_elsewhere_is_reported_in_the_result(nyuv2_miniature, tmp_
     (out / "thermal" / "aims_config.json").write_text("{ not json")
     result = prepare_source(CONVERTER, ["depth"], dataset_dir=out, source=nyuv2_miniature,
                             workers=1, progress=False)
-    assert result.warnings == ["thermal: aims_config.json is not valid JSON (line 1, column 3)"]
+    assert result.warnings == ["thermal: aims_config.json is not valid JSON (line 1, column 3: "
+                               "Expecting property name enclosed in double quotes)"]
     assert (out / "thermal" / "aims_config.json").read_text() == "{ not json"
     assert len(load_dataset("depth", "test", data_dir=out)) == 3
