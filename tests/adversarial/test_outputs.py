@@ -181,7 +181,7 @@ def test_huge_config_json_is_not_read_whole(sandbox, out, nyuv2_miniature):
     with open(out / "depth" / "aims_config.json", "wb") as fh:
         fh.truncate(11 * 2**20)
     (out / "depth" / "keep.txt").write_text("mine\n")
-    prepare(nyuv2_miniature, out).assert_user_error(str(out / "depth"), "larger than 10 MB")
+    prepare(nyuv2_miniature, out).assert_user_error(str(out / "depth"), "11,534,336 bytes", "(10 MiB)")
     assert (out / "depth" / "keep.txt").read_text() == "mine\n"
     assert os.path.getsize(out / "depth" / "aims_config.json") == 11 * 2**20
     sandbox.assert_nothing_outside()
