@@ -55,20 +55,6 @@ from aims.baselines.train_data import TrainingRows, register_dataset, resolve_in
 from aims.errors import AimsError
 
 
-def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The loss this project trained with before the recipes were named: plain Dice with +1
-    smoothing plus BCE. No recipe uses it any more (both use the reference's DiceCE, which
-    differs: squared denominator, 1e-5 smoothing); kept for ``benchmarks/bench_decode.py``."""
-    import torch.nn.functional as F
-
-    logits = logits.float()
-    bce = F.binary_cross_entropy_with_logits(logits, target)
-    prob = torch.sigmoid(logits).flatten(1)
-    t = target.flatten(1)
-    dice = 1 - (2 * (prob * t).sum(1) + 1) / (prob.sum(1) + t.sum(1) + 1)
-    return bce + dice.mean()
-
-
 def default_lr(strategy: str, recipe_name: str = "aims") -> float:
     return recipe(recipe_name).default_lr(strategy)
 
@@ -356,5 +342,5 @@ def lr_sweep(cfg: TrainConfig, lrs: tuple[float, ...] = LR_SWEEP) -> dict[str, A
     return summary
 
 
-__all__ = ["LR_SWEEP", "METRIC_COLUMNS", "WEIGHTS", "TrainConfig", "check_run", "default_lr", "dice_bce_loss", "load_run",
+__all__ = ["LR_SWEEP", "METRIC_COLUMNS", "WEIGHTS", "TrainConfig", "check_run", "default_lr", "load_run",
            "load_weights", "lr_sweep", "read_json_file", "read_weights", "train"]

@@ -98,7 +98,7 @@ def bench_predict(size: str, device: torch.device, dtype: str, prompts: int, ima
 
 def bench_train(size: str, device: torch.device, dtype: str, steps: int, batch: int) -> dict:
     from aims.baselines.model import ModelSpec, build_model
-    from aims.baselines.train import dice_bce_loss
+    from aims.baselines.losses import dice_ce_loss  # the loss both recipes train with
 
     model = build_model(ModelSpec(size, "simcmf", "lora", in_channels=1), device=device).train()
     s, low = model.image_size, model.low_res_size
@@ -112,7 +112,7 @@ def bench_train(size: str, device: torch.device, dtype: str, steps: int, batch: 
     def step():
         with ctx:
             logits, _ = model(x, pts, lab)
-            loss = dice_bce_loss(logits[:, 0], tgt)
+            loss = dice_ce_loss(logits[:, 0].float(), tgt)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
