@@ -11,7 +11,13 @@ intersection is two ``searchsorted`` calls against the instance's sorted positio
 
 IoU = (|P ∩ G| + eps) / (|P ∪ G| + eps): eps = 0 for protocol ``aims`` (every evaluated
 instance has at least 100 pixels, so the union is never empty), 1e-6 for ``simcmf`` (the
-reference code's smoothing).
+reference code's smoothing). Dice = (2|P ∩ G| + eps) / (|P| + |G| + eps) from the same
+counts (:func:`dice_from_counts`): eps = 0 for ``aims``; for ``simcmf`` the reference's
+``DiceCoeff`` (eps 1e-4, float32 arithmetic).
+
+Interactive metrics (:func:`miou_at_clicks`, :func:`number_of_clicks`) take each instance's
+IoU after click 1, 2, …, K: mIoU@k, and NoC@t as RITM counts it (the first click whose IoU
+reaches t; ``max_clicks`` when none does).
 """
 
 from __future__ import annotations
@@ -20,14 +26,25 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = [
+    "NOC_MAX_CLICKS",
+    "NOC_THRESHOLDS",
     "bootstrap_ci",
     "dense_intersections",
+    "dice",
+    "dice_from_counts",
     "iou",
     "iou_from_counts",
     "label_boxes",
+    "miou_at_clicks",
+    "number_of_clicks",
     "rle_intersections",
     "size_bucket",
 ]
+
+#: RITM's click budget for NoC (``compute_noc_metric(..., max_clicks=20)``) and the IoU
+#: thresholds interactive papers report (NoC@85, NoC@90).
+NOC_MAX_CLICKS = 20
+NOC_THRESHOLDS = (0.85, 0.90)
 
 #: COCO's area thresholds: small < 32², medium < 96², large otherwise.
 COCO_SMALL = 32**2
@@ -53,6 +70,61 @@ def iou_from_counts(inter: np.ndarray, pred_area: np.ndarray, gt_area: np.ndarra
     union = np.asarray(pred_area, np.float64) + np.asarray(gt_area, np.float64) - inter
     with np.errstate(invalid="ignore", divide="ignore"):
         return (inter + eps) / (union + eps)
+
+
+def dice(pred: np.ndarray, gt: np.ndarray, eps: float = 0.0) -> float:
+    """Dice of two binary masks of the same shape (reference implementation, float64)."""
+    p = np.asarray(pred, bool)
+    g = np.asarray(gt, bool)
+    if p.shape != g.shape:
+        raise ValueError(f"mask shapes differ: {p.shape} vs {g.shape}")
+    inter = np.count_nonzero(p & g)
+    return float((2 * inter + eps) / (np.count_nonzero(p) + np.count_nonzero(g) + eps))
+
+
+def dice_from_counts(inter: np.ndarray, pred_area: np.ndarray, gt_area: np.ndarray, eps: float = 0.0,
+                     *, float32: bool = False) -> np.ndarray:
+    """Dice per instance, (2|P∩G| + eps) / (|P| + |G| + eps), from the same counts as the
+    IoU. ``float32=True`` reproduces the SimCMF reference's torch ``DiceCoeff`` exactly:
+    counts as float32 (exact below 2**24 pixels), eps added and the ratio taken in float32;
+    the result is returned as float64 holding that float32 value. With eps = 0 an empty
+    mask pair gives NaN (never happens for evaluated ``aims`` instances)."""
+    ftype = np.float32 if float32 else np.float64
+    i = np.asarray(inter, np.int64)
+    num = (2 * i).astype(ftype) + ftype(eps)
+    den = (np.asarray(pred_area, np.int64) + np.asarray(gt_area, np.int64)).astype(ftype) + ftype(eps)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (num / den).astype(np.float64)
+
+
+def number_of_clicks(ious: np.ndarray, threshold: float, max_clicks: int = NOC_MAX_CLICKS) -> np.ndarray:
+    """Clicks each instance needs to reach ``threshold`` IoU, as RITM's ``compute_noc_metric``
+    counts them: the 1-based index of the first click whose IoU is ≥ ``threshold`` among
+    the first ``max_clicks``; ``max_clicks`` when none reaches it.
+
+    ``ious``: (N, K) IoU after click 1..K (K ≥ ``max_clicks`` for RITM's number; with
+    fewer clicks the count is capped at K, and callers must say so). NaN never reaches a
+    threshold. Returns (N,) int64."""
+    a = np.asarray(ious, np.float64)
+    if a.ndim != 2:
+        raise ValueError(f"ious must be (instances, clicks), got shape {a.shape}")
+    cap = min(int(max_clicks), a.shape[1])
+    if cap < 1:
+        raise ValueError("number_of_clicks needs at least one click")
+    with np.errstate(invalid="ignore"):
+        hit = a[:, :cap] >= threshold
+    first = np.argmax(hit, axis=1) + 1
+    return np.where(hit.any(axis=1), first, cap).astype(np.int64)
+
+
+def miou_at_clicks(ious: np.ndarray) -> list[float | None]:
+    """mIoU@k for k = 1..K: the plain mean over instances of the IoU after click k."""
+    a = np.asarray(ious, np.float64)
+    if a.ndim != 2:
+        raise ValueError(f"ious must be (instances, clicks), got shape {a.shape}")
+    if a.shape[0] == 0:
+        return [None] * a.shape[1]
+    return [float(v) for v in a.mean(axis=0)]
 
 
 def label_boxes(label: np.ndarray, ids: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ never silently mix numbers):
 ``aims`` → ``aims-v1`` (default)
     IoU at the ground truth's native resolution on binary masks; evaluated instances are
     those with area ≥ 100 native pixels (same rule for every config). Predictions must
-    have the native size.
+    have the native size. Dice = 2|P ∩ G| / (|P| + |G|), unsmoothed (float64).
 
 ``simcmf`` → ``simcmf-v1``
     The SimCMF reference code's computation (github.com/mt-cly/SimCMF, ``dataset.py`` +
@@ -28,7 +28,9 @@ never silently mix numbers):
     4. the prediction is a 256×256 mask (the model's low-resolution logits > 0) used as
        is, or a native-resolution mask brought to 256×256 by the same two steps as the
        label;
-    5. IoU = (|P ∩ G| + 1e-6) / (|P ∪ G| + 1e-6), mean over every evaluated instance.
+    5. IoU = (|P ∩ G| + 1e-6) / (|P ∪ G| + 1e-6), mean over every evaluated instance;
+       Dice = (2|P ∩ G| + 1e-4) / (|P| + |G| + 1e-4) in float32, the reference's
+       ``eval_seg``/``DiceCoeff`` per instance (``utils.py``), averaged the same way.
 
     One reference quirk is NOT reproduced: the thermal loader takes ``np.unique(mask)[1:]``
     (drops the smallest value, assuming it is background 0), so in an image without
@@ -44,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from aims.clicks import pil_nearest_index, warp_nearest
+from aims.metrics import dice_from_counts, iou_from_counts
 from aims.converters import registry
 from aims.errors import AimsError
 
@@ -125,6 +128,17 @@ class Protocol:
     eps: float
     description: str
     fixed_rules: dict[str, Any] = field(default_factory=dict)
+    #: Dice smoothing, and whether Dice is computed in float32 (the reference's torch code)
+    dice_eps: float = 0.0
+    dice_float32: bool = False
+
+    def iou(self, inter: np.ndarray, pred_area: np.ndarray, gt_area: np.ndarray) -> np.ndarray:
+        """IoU per instance from the counts in this protocol's frame."""
+        return iou_from_counts(inter, pred_area, gt_area, self.eps)
+
+    def dice(self, inter: np.ndarray, pred_area: np.ndarray, gt_area: np.ndarray) -> np.ndarray:
+        """Dice per instance from the same counts (see the module docstring)."""
+        return dice_from_counts(inter, pred_area, gt_area, self.dice_eps, float32=self.dice_float32)
 
     @property
     def rules(self) -> dict[str, Any]:
@@ -199,7 +213,8 @@ AIMS_V1 = _AimsV1(
     version="aims-v1",
     eps=0.0,
     description="IoU at native resolution; evaluated instances: area >= 100 native pixels",
-    fixed_rules={"resolution": "native", "min_area": 100, "area_rule": "area >= min_area (native pixels)"},
+    fixed_rules={"resolution": "native", "min_area": 100, "area_rule": "area >= min_area (native pixels)",
+                 "dice": "2|P&G| / (|P| + |G|), float64, per instance; mean over evaluated instances"},
 )
 
 SIMCMF_V1 = _SimCMF(
@@ -214,7 +229,11 @@ SIMCMF_V1 = _SimCMF(
         "resolution": "256x256 (label: native -> 1024x1024 PIL NEAREST -> 256x256 torch nearest)",
         "area_rule": "present in the 1024x1024 warped map and count > threshold",
         "prediction_sizes": "256x256 (used as is) or native (warped like the label)",
+        "dice": "(2|P&G| + 1e-4) / (|P| + |G| + 1e-4) in float32 (reference eval_seg), per instance; "
+                "mean over evaluated instances",
     },
+    dice_eps=1e-4,
+    dice_float32=True,
 )
 
 #: Protocols by CLI name and by version.

@@ -12,8 +12,8 @@ hostile input:
   ``--data-dir``, ``--out``) come from the command line only.
 
 Settings given on the command line override the file's; the file's override the recipe's
-defaults. ``recipes/`` ships a file for every cell of the paper's Tables 1–3 and of the
-alignment ablation (written by ``recipes/make_recipes.py`` from
+defaults. ``recipes/`` ships a file for every cell of the paper's Tables 1–3, the alignment
+ablation and Table 6 (written by ``recipes/make_recipes.py`` from
 :mod:`aims.baselines.paper_grid`).
 """
 

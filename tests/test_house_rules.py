@@ -161,6 +161,8 @@ def test_the_checks_see_what_they_should():
 #: (file, function) → why it renames instead of calling aims.atomic. Every entry must still
 #: exist (a stale one fails :func:`test_every_allowed_rename_still_exists`).
 RENAMES_ALLOWED = {
+    ("baselines/reproduce.py", "merge_predictions"):
+        "swaps a whole merged predictions folder, built in an aims.atomic temporary sibling",
     ("aims/writer.py", "ConfigWriter._swap"):
         "swaps a whole config folder (renameat2 exchange, or two renames) under the dataset lock",
     ("aims/writer.py", "_clean_stale"):

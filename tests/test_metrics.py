@@ -132,3 +132,26 @@ def test_aims_frame_evaluates_area_at_least_100():
     label[20:, 20:29] = 2  # 90 px: not
     f = get_protocol("aims").frame("depth", label, np.array([1, 2]), np.array([100, 90]))
     assert f.evaluated.tolist() == [True, False] and f.label is label
+
+
+def test_dice_from_counts_matches_the_reference_eval_seg_fixture():
+    """The reference's eval_seg Dice ((2I + 1e-4) / (|P| + |G| + 1e-4), float32), per
+    image, from the numbers saved by running the reference (tests/data/reference)."""
+    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    from pathlib import Path
+
+    from aims.metrics import dice, dice_from_counts
+
+    fx = safetensors_numpy.load_file(Path(__file__).parent / "data" / "reference" / "metric_eval_seg.safetensors")
+    pred, mask = fx["input.pred"][:, 0] > 0, fx["input.mask"][:, 0] > 0
+    inter = (pred & mask).reshape(2, -1).sum(1)
+    parea, garea = pred.reshape(2, -1).sum(1), mask.reshape(2, -1).sum(1)
+    simcmf = get_protocol("simcmf")
+    per_image = simcmf.dice(inter, parea, garea)
+    assert np.float32(per_image[0]) == fx["output.first_only.dice"][0]          # bit for bit
+    assert np.float32(per_image.astype(np.float32).mean()) == fx["output.dice"][0]
+    assert simcmf.iou(inter, parea, garea)[0] == pytest.approx(fx["output.first_only.iou"][0], rel=1e-6)
+    # protocol aims: unsmoothed float64 Dice, the plain definition
+    plain = get_protocol("aims").dice(inter, parea, garea)
+    assert plain[1] == pytest.approx(dice(pred[1], mask[1])) and plain[1] != per_image[1]
+    assert dice_from_counts([0], [0], [0], 1e-4, float32=True)[0] == 1.0      # empty vs empty: 1, as the reference

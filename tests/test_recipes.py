@@ -172,7 +172,7 @@ def test_shipped_recipe_files_are_the_generators(tmp_path):
     written = write_recipe_files(tmp_path)
     shipped = sorted(p.relative_to(REPO / "recipes") for p in (REPO / "recipes").rglob("*.yaml"))
     assert sorted(p.relative_to(tmp_path) for p in written) == shipped
-    assert len(shipped) == len(all_cells()) == 5 + 20 + 24 + 7
+    assert len(shipped) == len(all_cells()) == 5 + 20 + 24 + 7 + 4 * 4     # + Table 6's RGB-X systems
     for rel in shipped:
         assert (REPO / "recipes" / rel).read_bytes() == (tmp_path / rel).read_bytes(), rel
         parsed = read_recipe_file(REPO / "recipes" / rel)
@@ -189,13 +189,15 @@ def test_reproduce_dry_run_lists_table_1():
     result = CliRunner().invoke(app, ["reproduce", "--table", "1", "--dry-run", "--json"])
     assert result.exit_code == 0, result.output + repr(result.exception)
     plan = json.loads(result.output)
-    runs = plan["runs"]
+    assert sum(r["kind"] == "predict" for r in plan["runs"]) == 5 + 20     # one test prediction per cell
+    runs = [r for r in plan["runs"] if r["kind"] == "train"]
     assert len(runs) == (5 + 20) * 7                                  # scratch + the Table 3 cells, × 7 lrs
     scratch = {r["modality"]: r["paper_miou"] for r in runs if r["strategy"] == "scratch"}
     assert scratch == {"thermal": 32.08, "polarization": 25.43, "depth": 22.38, "hha": 22.89, "nir": 7.99}
     assert {r["strategy"] for r in runs} == {"scratch", "full", "lora", "mlp-adapter", "prompt"}
     assert sorted({r["lr"] for r in runs}) == [3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3]
-    assert all(r["gpu_hours"] > 0 for r in runs) and plan["gpu_hours"] == pytest.approx(sum(r["gpu_hours"] for r in runs))
+    assert all(r["gpu_hours"] > 0 for r in runs)
+    assert plan["gpu_hours"] == pytest.approx(sum(r["gpu_hours"] for r in plan["runs"]))
     full = next(r for r in runs if r["strategy"] == "full" and r["modality"] == "depth")
     lora = next(r for r in runs if r["strategy"] == "lora" and r["modality"] == "depth")
     assert full["gpu_hours"] > lora["gpu_hours"]                      # weight gradients of every layer
