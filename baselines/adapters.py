@@ -19,15 +19,19 @@ from __future__ import annotations
 
 from torch import nn
 
+from aims.baselines.choices import RGBX_ADAPTER
 from aims.baselines.projectors import PROJECTORS, ProjectorSpec, attach_projector, projector_spec
 
 #: the registry (fixed names and the family members of the ablation grid)
 ADAPTERS = PROJECTORS
 
 
-def check_adapter(name: str) -> ProjectorSpec:
-    """The projector spec of ``--adapter name``; an :class:`AimsError` naming the choices
-    otherwise. Building nothing, so the CLI checks a name before it loads anything."""
+def check_adapter(name: str) -> ProjectorSpec | None:
+    """The projector spec of ``--adapter name`` (``None`` for ``rgbx-split``: the RGB-X
+    systems take no projector); an :class:`AimsError` naming the choices otherwise. Building
+    nothing, so the CLI checks a name before it loads anything."""
+    if name == RGBX_ADAPTER:
+        return None
     return projector_spec(name)
 
 

@@ -20,14 +20,23 @@ REFERENCE_STRATEGIES = ("lora", "mlp-adapter", "prompt", "prefix", "linear-probi
 AIMS_STRATEGIES = ("lora-fused-qkv", "mlp-adapter-post-ln", "prompt-gated")
 #: ``full`` from a random initialisation: the paper's "train from scratch" row
 SCRATCH = "scratch"
+#: other papers' RGB-X systems rebuilt on SAM (issue 12; aims.baselines.rgbx_systems): each
+#: replaces the projector + strategy, takes RGB and X apart and trains what its paper trains
+RGBX_STRATEGIES = ("vipt", "cmx", "gopt", "iv-tuning")
 #: every strategy `aims baseline train --strategy` accepts
-STRATEGIES = REFERENCE_STRATEGIES + AIMS_STRATEGIES + (SCRATCH,)
-#: the strategies that train every SAM weight (learning rate of full fine-tuning)
-FULL_STRATEGIES = ("full", SCRATCH)
+STRATEGIES = REFERENCE_STRATEGIES + AIMS_STRATEGIES + (SCRATCH,) + RGBX_STRATEGIES
+#: the strategies that train every SAM weight (learning rate of full fine-tuning); CMX is
+#: full fine-tuning in SimCMF's Table 6
+FULL_STRATEGIES = ("full", SCRATCH, "cmx")
 
 #: the fixed projector names of aims.baselines.projectors (families below)
 FIXED_ADAPTERS = ("simcmf", "baseline_a", "baseline_b", "baseline_b-unpadded", "baseline_c", "baseline_d",
                   "zeroshot", "channels-to-batch", "aims-conv3")
+#: the ``--adapter`` of the RGB-X systems: no projector, the system splits RGB and X itself
+RGBX_ADAPTER = "rgbx-split"
+#: what an RGB-X system is fed: the modality's columns in record order (RGB, then X), not the
+#: fixed channel shuffle SimCMF is given; run.json and the predictions' meta record it
+RGBX_INPUT_PRIOR = "rgb-x-unshuffled"
 #: projector families, any member of which is a valid ``--adapter``
 ADAPTER_FAMILIES = ("paper-n{n}-k{k}-d{d}", "preconvk{k}n{n}d{d}", "preattnp{p}n{n}d{d}[-unscrambled]")
 

@@ -12,11 +12,16 @@ Geometry (``--resize``):
 Inputs are normalised per channel with the config's train-split statistics (``channel_stats``
 in ``aims_config.json``, computed by ``aims prepare`` with the same :func:`aims.modality_tensor`
 rules); plain RGB (zero-shot SAM) uses SAM's own ImageNet normalisation instead.
+
+Input prior (``prior``): ``None`` feeds a modality exactly as its record stacks it (the RGB-X
+pseudo modalities channel-shuffled); ``rgb-x-unshuffled`` feeds the same columns without the
+shuffle, RGB first (the RGB-X systems of :mod:`aims.baselines.rgbx_systems`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +29,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from aims.baselines.choices import RESIZE_MODES
+from aims.baselines.choices import RESIZE_MODES, RGBX_INPUT_PRIOR
 from aims.decoders import to_array
 from aims.errors import AimsError
-from aims.modalities import MODALITY_STACKS, modality_tensor
+from aims.modalities import MODALITY_STACKS, Modality, modality_spec, stack_tensor
 
 
 
@@ -44,14 +49,35 @@ class Normalizer:
         return (x - mean) / std
 
 
-def modality_normalizer(modality: str, channel_stats: dict[str, dict[str, list[float]]]) -> Normalizer:
+def input_stack(modality: str, prior: str | None = None) -> Modality:
+    """The stack a model is fed for ``modality`` under input prior ``prior``: the record's
+    own, or (``rgb-x-unshuffled``) the same RGB-X columns without the channel shuffle, RGB
+    first, derived from the same record so the two can never disagree on columns."""
+    if prior is None:
+        return modality_spec(modality)
+    if prior != RGBX_INPUT_PRIOR:
+        raise AimsError(f"unknown input prior {prior!r}; known: {RGBX_INPUT_PRIOR}")
+    spec = modality_spec(modality)
+    if "rgb" not in spec.columns or len(spec.columns) < 2 or spec.combine is not None:
+        raise AimsError(f"modality {modality!r} stacks {', '.join(spec.columns)}: not RGB and another "
+                        f"column, so it has no {RGBX_INPUT_PRIOR} form.")
+    columns = ("rgb",) + tuple(c for c in spec.columns if c != "rgb")
+    return Modality(spec.name, columns, None, f"{spec.description} ({RGBX_INPUT_PRIOR})")
+
+
+def modality_normalizer(modality: str, channel_stats: dict[str, dict[str, list[float]]],
+                        prior: str | None = None) -> Normalizer:
     """Per-channel mean/std of ``modality`` from a config's column statistics, stacked and
-    permuted exactly as :func:`aims.modality_tensor` stacks the channels."""
+    permuted exactly as :func:`aims.modality_tensor` stacks the channels (or as
+    :func:`input_stack` does under ``prior``)."""
     from aims.baselines.sam_loading import SAM_PIXEL_MEAN, SAM_PIXEL_STD
 
-    if modality == "rgb":
+    if modality == "rgb" and prior is None:
         return Normalizer(tuple(m / 255 for m in SAM_PIXEL_MEAN), tuple(s / 255 for s in SAM_PIXEL_STD))
-    spec = MODALITY_STACKS.get(modality)
+    if prior is not None:
+        spec = input_stack(modality, prior)
+    else:
+        spec = MODALITY_STACKS.get(modality)
     if spec is None:
         raise AimsError(f"unknown modality {modality!r}; known: {', '.join(MODALITY_STACKS)}")
     if spec.combine is not None:  # computed channels (e.g. Stokes) have their own statistics
@@ -171,9 +197,9 @@ def available_splits(config: str, data_dir: str | Path | None) -> list[str]:
 
 
 def _config_dir(config: str, data_dir: str | Path | None) -> Path:
-    from aims.paths import default_dataset_dir
+    from aims.loader import dataset_root      # the folder aims.load_dataset would read
 
-    return Path(data_dir).expanduser() / config if data_dir is not None else default_dataset_dir() / config
+    return dataset_root(data_dir, config) / config
 
 
 def config_channel_stats(config: str, data_dir: str | Path | None) -> dict[str, Any]:
@@ -204,9 +230,10 @@ class SampleSource:
     """Rows of one split turned into model inputs (shared by training and prediction)."""
 
     def __init__(self, rows: Any, modality: str, normalizer: Normalizer, size: int, resize: str,
-                 indices: list[int] | None = None) -> None:
+                 indices: list[int] | None = None, prior: str | None = None) -> None:
         self.rows = rows
         self.modality = modality
+        self.prior = prior
         self.normalizer = normalizer
         self.size = size
         self.resize = resize
@@ -218,8 +245,14 @@ class SampleSource:
     def row(self, i: int) -> dict[str, Any]:
         return self.rows[self.indices[i]]
 
+    @cached_property
+    def stack(self) -> Modality:
+        """The columns this source stacks (looked up on first use: subclasses that read
+        rows their own way never need it)."""
+        return input_stack(self.modality, self.prior)
+
     def image(self, row: dict[str, Any]) -> tuple[torch.Tensor, Frame]:
-        x = self.normalizer(modality_tensor(row, self.modality))
+        x = self.normalizer(stack_tensor(self.stack, row))
         frame = frame_for(x.shape[1], x.shape[2], self.size, self.resize)
         return to_model_input(x, frame), frame
 
@@ -269,5 +302,5 @@ class TrainSamples(torch.utils.data.Dataset):
 
 
 __all__ = ["Frame", "ImageRecord", "Normalizer", "RESIZE_MODES", "SampleSource", "TrainSamples",
-           "available_splits", "config_channel_stats", "frame_for", "load_split", "logits_to_native",
+           "available_splits", "config_channel_stats", "frame_for", "input_stack", "load_split", "logits_to_native",
            "mask_to_model", "modality_normalizer", "to_model_input", "validation_carve"]

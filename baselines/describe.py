@@ -5,6 +5,9 @@ channel count from the records) but on torch's meta device, so nothing is alloca
 checkpoint is read: ViT-H describes in a second. Counts are given per module group, with the
 projector's own count (the figure the paper's Fig. 6 plots) and the parameters the strategy
 added (Table 4's), so the recipe tests and the reproduction plan read their numbers here.
+
+An RGB-X system (``--strategy vipt|cmx|gopt|iv-tuning``) has no projector: the parameters it
+adds to SAM form their own group, ``rgb-x system``, and are its ``strategy_parameters``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from aims.baselines.reference_peft import PEFT_PARAMETER_NAMES
 from aims.baselines.strategies import PROJECTOR_PREFIX
 from aims.errors import AimsError
 
+#: the group of the parameters an RGB-X system adds (matched by name, before GROUPS)
+SYSTEM_GROUP = "rgb-x system"
 #: module groups, first matching prefix wins (names of :class:`aims.baselines.model.SimCMF`)
 GROUPS = (
     ("projector", ("sam." + PROJECTOR_PREFIX,)),
@@ -61,25 +66,47 @@ class Counts:
         return {"total": self.total, "trainable": self.trainable}
 
 
+def _group(name: str, system_names: frozenset[str]) -> str:
+    if name in system_names:
+        return SYSTEM_GROUP
+    if system_names and name.startswith("sam.vision_encoder.") and ".patch_embed." in name:
+        return "sam patch embedding"      # SAM's own, kept as a submodule by the system
+    group = next((g for g, prefixes in GROUPS if name.startswith(prefixes)), None)
+    if group is None:
+        raise AimsError(f"parameter {name} belongs to no module group")
+    return group
+
+
 def describe_model(spec: ModelSpec) -> dict[str, Any]:
     """Counts of ``spec``'s model: total and trainable, per group, the projector's own, and
-    the strategy's added parameters. Tied weights count once."""
+    the strategy's (or RGB-X system's) added parameters. Tied weights count once."""
     model = build_model(spec, device="meta")
+    system = model.system
+    system_names = frozenset() if system is None else frozenset("sam." + n for n in system.added)
     groups = {name: Counts() for name, _ in GROUPS}
+    if system is not None:
+        groups = {SYSTEM_GROUP: Counts(), **groups}
     everything = added = Counts()
     for name, param in model.named_parameters():      # named_parameters de-duplicates ties
-        group = next((g for g, prefixes in GROUPS if name.startswith(prefixes)), None)
-        if group is None:
-            raise AimsError(f"parameter {name} belongs to no module group")
+        group = _group(name, system_names)
         groups[group] = groups[group].add(param.numel(), param.requires_grad)
         everything = everything.add(param.numel(), param.requires_grad)
-        if any(f in name for f in STRATEGY_FRAGMENTS):
+        if name in system_names or (system is None and any(f in name for f in STRATEGY_FRAGMENTS)):
             added = added.add(param.numel(), param.requires_grad)
-    projector = projector_spec(spec.adapter)
-    return {"size": spec.size, "adapter": spec.adapter, "adapter_origin": projector.origin,
-            "adapter_summary": projector.summary, "strategy": spec.strategy, "in_channels": spec.in_channels,
+    if system is not None:
+        origin, summary = "rgb-x system", f"no projector: {system.name} feeds RGB and X apart; {system.source}"
+    else:
+        projector = projector_spec(spec.adapter)
+        origin, summary = projector.origin, projector.summary
+    info = {"size": spec.size, "adapter": spec.adapter, "adapter_origin": origin,
+            "adapter_summary": summary, "strategy": spec.strategy, "in_channels": spec.in_channels,
             "adapter_parameters": groups["projector"].total, "strategy_parameters": added.total,
             "parameters": everything.to_dict(), "groups": {g: c.to_dict() for g, c in groups.items()}}
+    if system is not None:
+        from aims.baselines.rgbx_systems import input_prior
+
+        info["input_prior"] = input_prior(spec.strategy)
+    return info
 
 
 def format_description(info: dict[str, Any]) -> str:
@@ -99,4 +126,4 @@ def format_description(info: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["FAMILY_TEMPLATES", "GROUPS", "describe_model", "family_name", "format_description"]
+__all__ = ["FAMILY_TEMPLATES", "GROUPS", "SYSTEM_GROUP", "describe_model", "family_name", "format_description"]

@@ -58,7 +58,17 @@ class Recipe:
     resize: str
 
     def default_lr(self, strategy: str) -> float:
+        if strategy in RGBX_LR:
+            return RGBX_LR[strategy]
         return self.lr_full if strategy in FULL_STRATEGIES else self.lr_peft
+
+
+#: an RGB-X system's own learning rate, where its official code sets one for the part that
+#: trains (the others take the recipe's PEFT or full-fine-tuning rate). Same optimiser and
+#: schedule as every run (Adam, StepLR), so only the rate carries over.
+RGBX_LR: dict[str, float] = {
+    "vipt": 4e-4,    # jiawen-zhu/ViPT@f49f301 experiments/vipt/deep_rgbt.yaml (and deep_rgbd) TRAIN.LR
+}
 
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
@@ -90,4 +100,4 @@ def selection_label(recipe_name: str, select_on_test: bool) -> str:
     return "validation split"
 
 
-__all__ = ["LR_SWEEP", "RECIPES", "Recipe", "recipe", "selection_label"]
+__all__ = ["LR_SWEEP", "RECIPES", "RGBX_LR", "Recipe", "recipe", "selection_label"]

@@ -112,7 +112,10 @@ def _check_shapes(path: Path, shapes: Mapping[str, tuple[int, ...]],
 def load_weights(model: SimCMF, path: str | Path) -> None:
     """Load a trainable-weights checkpoint: its keys must be exactly the model's trainable
     weights (same adapter + strategy), else an error naming the difference."""
-    expected = {n: tuple(p.shape) for n, p in model.named_parameters() if p.requires_grad}
+    from aims.baselines.model import checkpoint_names
+
+    state = model.state_dict()
+    expected = {n: tuple(state[n].shape) for n in checkpoint_names(model)}
     model.load_state_dict(read_weights(path, expected), strict=False)
 
 

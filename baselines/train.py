@@ -41,7 +41,7 @@ import torch
 
 from aims.atomic import atomic_write_text
 from aims.baselines.adapters import check_adapter
-from aims.baselines.choices import DTYPES, STRATEGIES, WEIGHTS
+from aims.baselines.choices import DTYPES, RGBX_ADAPTER, STRATEGIES, WEIGHTS
 from aims.baselines.data import TrainSamples
 from aims.baselines.losses import dice_ce_loss
 from aims.baselines.model import ModelSpec, SimCMF, build_model, describe_parameters
@@ -50,6 +50,7 @@ from aims.baselines.recipes import LR_SWEEP, Recipe, recipe, selection_label
 from aims.baselines.run_folder import (MAX_METRICS_JSON_BYTES, METRIC_COLUMNS, check_run, load_run, load_weights,
                                        read_json_file, read_weights, run_error, save_weights, state_bound,
                                        write_atomically, write_metrics)
+from aims.baselines.rgbx_systems import check_system_spec, is_rgbx_system
 from aims.baselines.sam_loading import load_torch_file
 from aims.baselines.train_data import TrainingRows, register_dataset, resolve_input, training_rows
 from aims.errors import AimsError
@@ -106,8 +107,12 @@ class TrainConfig:
         strategy = self.strategy or rec.strategy
         if strategy not in STRATEGIES:
             raise AimsError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
-        adapter = self.adapter or rec.adapter
-        check_adapter(adapter)
+        if is_rgbx_system(strategy):     # no projector: the system splits RGB and X itself
+            adapter = self.adapter or RGBX_ADAPTER
+            check_system_spec(strategy, adapter)
+        else:
+            adapter = self.adapter or rec.adapter
+            check_adapter(adapter)
         return replace(self, strategy=strategy, adapter=adapter,
                        lr=self.lr if self.lr is not None else rec.default_lr(strategy),
                        epochs=self.epochs if self.epochs is not None else rec.epochs,
@@ -205,7 +210,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             raise AimsError(f"{out} already holds a run; pass --resume to continue it or choose "
                             "another --out.")
     register_dataset(cfg.config, cfg.data_dir)
-    model_input = resolve_input(cfg.config, cfg.modality, rec)
+    model_input = resolve_input(cfg.config, cfg.modality, rec, cfg.strategy)
     out.mkdir(parents=True, exist_ok=True)
 
     spec = ModelSpec(size=cfg.size, adapter=cfg.adapter, strategy=cfg.strategy, in_channels=model_input.channels,
@@ -241,12 +246,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     start_epoch, best, best_epoch, step = 0, -math.inf, -1, 0
     if cfg.resume and os.path.lexists(state_path):
         start_epoch, best, best_epoch, step, history = _resume_state(model, optimizer, scheduler, samples, out)
-        accelerator.print(f"resumed {out} at epoch {start_epoch} (best {best:.4f})")
+        accelerator.print(f"resumed {out} at epoch {start_epoch} (best mIoU {100 * best:.2f} %)")
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
 
     selection = selection_label(cfg.recipe, cfg.select_on_test)
     run = {"spec": spec.to_dict(), "train": asdict(cfg), "recipe": cfg.recipe, "selection": selection,
            "validation": rows.note, "modality": model_input.name, "torch": torch.__version__}
+    if model_input.prior is not None:
+        run["input_prior"] = model_input.prior
     if accelerator.is_main_process:
         atomic_write_text(out / "run.json", json.dumps(run, indent=2) + "\n")
 
@@ -317,7 +324,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                        "trainable_parameters": sum(p.numel() for p in plain.parameters() if p.requires_grad)}
             write_metrics(out, history, summary)
             evaluated = "" if val is None else (f", {'test' if cfg.select_on_test else 'validation'} mIoU "
-                                                 f"{val[1]:.4f} after {val[0]} epoch(s)")
+                                                 f"{100 * val[1]:.2f} % after {val[0]} epoch(s)")
             accelerator.print(f"epoch {epoch + 1}: loss {history[-1]['loss']:.4f}{evaluated}"
                               f"{' (best)' if val is not None and best_epoch == val[0] else ''}")
         accelerator.wait_for_everyone()

@@ -12,6 +12,12 @@ Selection rows: the ``validation`` split, or a deterministic carve of train when
 has none. ``--select-on-test`` (reference recipe only) evaluates on ``test`` as the reference
 code does, and then trains on train ∪ validation: the reference's training list is the whole
 release train split, from which AIMS carved its validation split.
+
+The RGB-X systems (``--strategy vipt|cmx|gopt|iv-tuning``) read their config's RGB-X modality
+(the default) un-shuffled; any other config or modality is refused
+(:func:`aims.baselines.rgbx_systems.rgbx_input`). Under ``--recipe reference`` they read the
+reference's RGB-X loader of the config (``rgbd``, ``rgbt``, ``rgbt_500`` …), which stacks RGB
+first and X after it, so it is un-shuffled already.
 """
 
 from __future__ import annotations
@@ -28,11 +34,13 @@ from aims.errors import AimsError
 
 @dataclass(frozen=True)
 class ModelInput:
-    """A resolved ``--modality``: its name, channel count and (reference recipe) pipeline."""
+    """A resolved ``--modality``: its name, channel count, (reference recipe) pipeline and
+    input prior (``rgb-x-unshuffled`` for the RGB-X systems, else ``None``)."""
 
     name: str
     channels: int
     reference: Any = None     # a ReferenceInputSpec under the reference recipe
+    prior: str | None = None
 
 
 def register_records(data_dir: str | Path | None) -> None:
@@ -40,9 +48,9 @@ def register_records(data_dir: str | Path | None) -> None:
     exists; nothing is required of it. Run folders name modalities a user may have brought,
     so this comes before reading one."""
     from aims.converters.registry import register_prepared_records
-    from aims.paths import default_dataset_dir
+    from aims.loader import dataset_root
 
-    register_prepared_records(Path(data_dir).expanduser() if data_dir is not None else default_dataset_dir())
+    register_prepared_records(dataset_root(data_dir))
 
 
 def register_dataset(config: str, data_dir: str | Path | None) -> dict[str, Any]:
@@ -51,11 +59,17 @@ def register_dataset(config: str, data_dir: str | Path | None) -> dict[str, Any]
     return config_channel_stats(config, data_dir)
 
 
-def resolve_input(config: str, modality: str | None, recipe: Recipe) -> ModelInput:
-    """``--modality`` (default: the config's own) checked against what is registered now."""
+def resolve_input(config: str, modality: str | None, recipe: Recipe, strategy: str | None = None) -> ModelInput:
+    """``--modality`` (default: the config's own; for an RGB-X system, the config's RGB-X
+    modality) checked against what is registered now."""
+    from aims.baselines.rgbx_systems import input_prior, is_rgbx_system, rgbx_input
     from aims.converters.registry import config_record
     from aims.modalities import MODALITY_STACKS
 
+    prior = input_prior(strategy)
+    if is_rgbx_system(strategy):   # an RGB-X config; the reference recipe also takes its loader keys
+        default = rgbx_input(str(strategy), config, None if recipe.inputs == "reference" else modality)
+        modality = modality if recipe.inputs == "reference" and modality else default
     name = modality or config
     if recipe.inputs == "reference":
         from aims.baselines.reference_inputs import reference_spec
@@ -64,7 +78,11 @@ def resolve_input(config: str, modality: str | None, recipe: Recipe) -> ModelInp
         if spec.config != config:
             raise AimsError(f"modality {name!r} reads config {spec.config!r} in the reference recipe, "
                             f"not {config!r}; pass --config {spec.config}")
-        return ModelInput(name, spec.channels, spec)
+        if prior is not None and (spec.steps[0][1][:1] != ("rgb",) or spec.channels < 4):
+            # the reference's RGB-X loaders stack RGB first, then X: already un-shuffled
+            raise AimsError(f"--strategy {strategy} is an RGB-X system; the reference input {name!r} is not "
+                            f"RGB followed by another modality. Omit --modality to use {default!r}.")
+        return ModelInput(name, spec.channels, spec, prior)
     if name not in MODALITY_STACKS:
         raise AimsError(f"unknown modality {name!r}; registered: {', '.join(MODALITY_STACKS)} (a modality "
                         "of your own is registered by preparing it: pass that dataset's --data-dir)")
@@ -74,7 +92,7 @@ def resolve_input(config: str, modality: str | None, recipe: Recipe) -> ModelInp
     if missing:
         raise AimsError(f"modality {name!r} stacks column(s) {', '.join(missing)}, which config {config!r} "
                         f"does not store (its columns: {', '.join(sorted(stored))})")
-    return ModelInput(name, stack.channels)
+    return ModelInput(name, stack.channels, prior=prior)
 
 
 @dataclass
@@ -140,9 +158,10 @@ def training_rows(config: str, data_dir: str | Path | None, model_input: ModelIn
             sel_idx = every_nth(list(range(len(sel_rows))), spec.test_every)
         return TrainingRows(ReferenceSampleSource(train_rows, spec, size, train_idx),
                             ReferenceSampleSource(sel_rows, spec, size, sel_idx), note)
-    norm = modality_normalizer(model_input.name, config_channel_stats(config, data_dir))
-    return TrainingRows(SampleSource(train_rows, model_input.name, norm, size, resize, train_idx),
-                        SampleSource(sel_rows, model_input.name, norm, size, resize, sel_idx), note)
+    prior = model_input.prior
+    norm = modality_normalizer(model_input.name, config_channel_stats(config, data_dir), prior)
+    return TrainingRows(SampleSource(train_rows, model_input.name, norm, size, resize, train_idx, prior),
+                        SampleSource(sel_rows, model_input.name, norm, size, resize, sel_idx, prior), note)
 
 
 __all__ = ["ModelInput", "TrainingRows", "register_dataset", "register_records", "resolve_input", "training_rows"]

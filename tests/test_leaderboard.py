@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import shutil
@@ -50,8 +51,131 @@ def test_reference_rows_are_the_papers_tables():
     assert scratch.mean == 22.15  # reported, and equal to the mean of its columns
     lora = next(e for e in rows if e.method == "SimCMF LoRA")
     assert lora.trainable_params_m == 4.3 and lora.mean == pytest.approx(54.06, abs=0.01)
-    assert {e.group for e in rows} == {"modalities", "rgb-x", "alignment ablation"}
-    assert len([e for e in rows if e.group == "alignment ablation"]) == 5
+    assert {e.group for e in rows} == {"modalities", "rgb-x", "rgb-x systems", "alignment ablation",
+                                       "adapter sweep"}
+    ablation = [e for e in rows if e.group == "alignment ablation"]
+    assert len(ablation) == 6
+    medsam = next(e for e in ablation if "MedicalSAM" in e.method)
+    assert medsam.miou == {"polarization": 70.90}
+
+
+#: the paper's Table 6 (mIoU %): method, strategy as printed, total params (M), RGB-T, RGB-D, RGB-HHA, RGB-NIR
+TABLE6 = [("CMX*", "full fine-tuning", 403.8, 44.91, 36.41, 37.33, 34.75),
+          ("ViPT*", "prompt tuning", 94.5, 75.93, 48.89, 49.50, 51.90),
+          ("SimCMF", "LoRA", 94.4, 84.52, 57.56, 56.44, 57.14),
+          ("SimCMF", "MLP adapter", None, 85.29, 57.73, 57.25, 55.81),
+          ("SimCMF", "full fine-tuning", None, 82.68, 56.96, 57.17, 56.37)]
+
+
+def test_reference_rows_hold_table6_and_the_fig6_sweeps():
+    rows = reference_entries()
+    table6 = [e for e in rows if e.group == "rgb-x systems"]
+    got = [(e.method, e.strategy, e.params_m, *(e.miou[c] for c in ("rgb-thermal", "rgb-depth", "rgb-hha", "rgb-nir")))
+           for e in table6]
+    assert got == TABLE6
+    assert all(e.note == "Table 6" and e.source == "reported in paper" and e.protocol == "simcmf-v1" for e in table6)
+    sweeps = {(e.sweep[0], e.sweep[1]): e.miou["polarization"] for e in rows if e.group == "adapter sweep"}
+    assert sweeps == {("k", 1): 71.7, ("k", 3): 72.7, ("k", 5): 71.3, ("d", 32): 71.5, ("d", 64): 72.7,
+                      ("d", 96): 72.7, ("n", 1): 69.8, ("n", 2): 72.7, ("n", 3): 71.1, ("n", 4): 71.3,
+                      ("n", 5): 71.8}
+    # every reference row is dated and links the paper and its code
+    assert {(e.date, e.paper_url, e.code_url) for e in rows} == {
+        ("2024-11-27", "https://arxiv.org/abs/2411.18669", "https://github.com/mt-cly/SimCMF")}
+
+
+def _section(html_page: str, name: str) -> str:
+    """The HTML between the heading that names ``name`` and the next heading."""
+    import re
+
+    found = re.search(rf"<h2>[^<]*{re.escape(name)}[^<]*</h2>(.*?)(?=<h2>|<footer>)", html_page, re.S)
+    assert found, name
+    return found.group(1)
+
+
+def test_page_shows_table6_with_its_footnote_and_the_sweeps():
+    html_page = page(reference_entries(), version="0")
+    table6 = _section(html_page, "Table 6")
+    for method, strategy, params, *values in TABLE6:
+        assert f">{html.escape(method)}</td>" in table6 and f">{strategy}</td>" in table6
+        for v in values:
+            assert f">{v:.2f}" in table6
+    assert ">403.8<" in table6 and ">94.5<" in table6 and ">94.4<" in table6
+    assert "reimplemented on SAM ViT-B by the SimCMF authors" in table6
+    assert "GoPT and IV-tuning" in table6  # why they have no rows yet: no numbers are invented
+    sweeps = _section(html_page, "Fig. 6")
+    assert sweeps.count("<tr class=\"reported\">") == 11 and 'class="chart sweep"' in sweeps
+    assert "MedicalSAM-style" in html_page
+
+
+def _table6_results(results_file: Path, tmp_path: Path, **meta) -> Path:
+    """The real results file, as a ViPT run would record itself (un-shuffled RGB + X)."""
+    doc = json.loads(results_file.read_text())
+    doc["method"] = "vipt-tiny"
+    doc["meta"].update(meta)
+    validate_results(doc)
+    path = tmp_path / "vipt.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_scored_rgb_x_system_goes_to_table6_with_ci_date_and_links(results_file, tmp_path):
+    path = _table6_results(results_file, tmp_path, strategy="vipt", input_prior="rgb-x-unshuffled",
+                           paper_url="https://arxiv.org/abs/2303.10826", code_url="javascript:alert(1)",
+                           total_params=94_500_000)
+    add_results(path, tmp_path / "results")
+    entries = collect(tmp_path / "results")
+    ours = next(e for e in entries if e.method == "vipt-tiny")
+    doc = json.loads(path.read_text())
+    assert ours.group == "rgb-x systems" and ours.strategy == "vipt" and ours.params_m == 94.5
+    assert ours.miou == {"rgb-depth": round(100 * doc["configs"]["depth"]["miou"], 2),
+                         "rgb-hha": round(100 * doc["configs"]["hha"]["miou"], 2)}
+    lo, hi = doc["configs"]["depth"]["ci95"]
+    assert ours.ci95["rgb-depth"] == (round(100 * lo, 2), round(100 * hi, 2))
+    assert ours.date == doc["created"][:10] and ours.paper_url == "https://arxiv.org/abs/2303.10826"
+    assert ours.code_url is None  # not an https URL: dropped, never a link
+    html_page = page(entries, version="0")
+    table6 = _section(html_page, "Table 6")
+    row = next(r for r in table6.split("<tr") if "vipt-tiny" in r)
+    assert f"±{(hi - lo) * 50:.2f}" in row and ">94.5<" in row and f">{ours.date}<" in row
+    assert 'href="https://arxiv.org/abs/2303.10826"' in row and "javascript" not in html_page
+    assert 'href="results/vipt-tiny--oracle--aims-v1.json">results</a>' in row
+    # a paper row (simcmf-v1) beats it on RGB-D, yet its own value is the bold one of aims-v1
+    assert 'class="num best ci"' in row
+    assert "the same protocol" in table6
+
+
+def test_mean_footnote_names_what_the_mean_averages():
+    from aims.leaderboard.entries import DISPLAY_LABELS, HEADLINE_COLUMNS, NOT_IN_MEAN
+    from aims.scoring import HEADLINE_MODALITIES
+
+    assert set(HEADLINE_COLUMNS) == set(HEADLINE_MODALITIES) and "polarization-zju" in NOT_IN_MEAN
+    modalities = _section(page(reference_entries(), version="0"), "Modalities")
+    note = modalities.split('<p class="note">')[1].split("</p>")[0]
+    assert f"the {len(HEADLINE_COLUMNS)} headline modalities" in note and "polarization-zju" in note
+    assert all(DISPLAY_LABELS[m] in note for m in HEADLINE_COLUMNS)
+
+
+def test_best_bold_compares_rows_of_one_protocol_only():
+    from aims.leaderboard.render import sections
+
+    scored = Entry(method="mine", model="m", protocol="aims-v1", group="rgb-x systems",
+                   miou={"rgb-depth": 40.0, "rgb-thermal": 90.0}, source="aims score 0")
+    section = next(s for s in sections([*reference_entries(), scored]) if s.group == "rgb-x systems")
+    best = section.best()
+    assert best[("aims-v1", "rgb-depth")] == 40.0 and best[("simcmf-v1", "rgb-depth")] == 57.73
+    assert best[("simcmf-v1", "rgb-thermal")] == 85.29
+    row = next(r for r in _section(page([*reference_entries(), scored], version="0"), "Table 6").split("<tr")
+               if ">mine<" in r)
+    assert row.count('class="num best"') == 2
+
+
+def test_every_table_sits_in_a_scrolling_wrapper():
+    import re
+
+    html_page = page(reference_entries(), version="0")
+    assert html_page.count('<table class="board">') == 5
+    assert len(re.findall(r'<div class="scroll" role="region" tabindex="0" aria-label="[^"]+"><table', html_page)) == 5
+    assert ".scroll{overflow-x:auto" in html_page
 
 
 def test_add_validates_every_field_and_copies(results_file, tmp_path):
@@ -95,7 +219,11 @@ def test_cli_build_writes_page_and_markdown(results_file, tmp_path):
     import re
 
     assert "<script>" in page and "<style>" in page
-    assert not re.search(r'(src|href)="(https?:)?//', page)  # self-contained: nothing fetched
+    assert not re.search(r'src="(https?:)?//|<link|@import|url\(', page)  # self-contained: nothing fetched
+    # the only absolute links are the paper's and its code's, as plain anchors
+    external = set(re.findall(r'<a href="(https?:[^"]*)"', page))
+    assert external == {"https://arxiv.org/abs/2411.18669", "https://github.com/mt-cly/SimCMF"}
+    assert len(re.findall(r'href="https?:', page)) == len(re.findall(r'<a href="https?:', page))
     assert (tmp_path / "site" / "results" / "shifted-gt--oracle--aims-v1.json").is_file()
 
 
@@ -112,7 +240,7 @@ def test_page_in_headless_chromium(results_file, tmp_path):
             page = browser.new_page(viewport={"width": 1300, "height": 900})
             page.goto(index.as_uri())
             tables = page.locator("table.board")
-            assert tables.count() == 4  # aims-v1, simcmf-v1, RGB-X, alignment
+            assert tables.count() == 6  # aims-v1, simcmf-v1, Table 2, Table 6, alignment, Fig. 6
             simcmf = tables.nth(1)
             assert simcmf.locator("tbody tr").count() == 6
             assert simcmf.locator("tr.reported").count() == 6
@@ -170,7 +298,8 @@ def _cells(row: str) -> list[str]:
 
 def test_markdown_escapes_names_and_keeps_the_table_shape():
     table = markdown([hostile_entry()])
-    assert "<" not in table and len(table.splitlines()) == 5  # no tag, comment or stray line survives
+    assert "<" not in table and len(table.splitlines()) == 7  # no tag, comment or stray line survives
+    assert table.splitlines()[-1].startswith("mean: the average of")  # the footnote, after a blank line
     header = next(line for line in table.splitlines() if line.startswith("| method"))
     row = next(line for line in table.splitlines() if "alert(1)" in line)
     assert len(_cells(row)) == len(_cells(header)) == 10
