@@ -10,7 +10,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_dataset", "modality_tensor"]
+__all__ = ["__version__", "dataset_root", "load_dataset", "modality_tensor", "score"]
 #: lazily re-exported from :mod:`aims.torch`; not in ``__all__``, so that
 #: ``from aims import *`` does not import torch
 _TORCH_EXPORTS = ("AimsDataset", "collate_instances")
@@ -22,10 +22,18 @@ def __getattr__(name: str):
         from aims.loader import load_dataset
 
         return load_dataset
+    if name == "dataset_root":
+        from aims.loader import dataset_root
+
+        return dataset_root
     if name == "modality_tensor":
         from aims.modalities import modality_tensor
 
         return modality_tensor
+    if name == "score":  # aims.score(predictions, data_dir=..., protocol=..., configs=...)
+        from aims.scoring import score
+
+        return score
     if name in _TORCH_EXPORTS:  # PyTorch is imported only when one of these is asked for
         from importlib import import_module
 

@@ -23,6 +23,11 @@ from aims.config_info import ConfigInfo
 
 PRETTY_NAME = "AIMS: Any Image Modality Segmentation"
 BASE_TAGS = ["promptable-segmentation", "interactive-segmentation", "segment-anything", "multimodal"]
+#: Hub sub-task ids under ``image-segmentation`` (the Hub's list: instance-, semantic-,
+#: panoptic-segmentation): each click asks for one instance's mask
+TASK_IDS = ("instance-segmentation",)
+#: the toolkit's distribution name on PyPI/pip
+DISTRIBUTION = "aims-benchmark"
 _SPLIT_ORDER = ("train", "validation", "test")
 #: The line every card starts its body with: it tells the writer that a README.md is an
 #: AIMS card it may regenerate, and not a file a user put in the dataset folder.
@@ -84,6 +89,7 @@ def card_metadata(infos: list[ConfigInfo]) -> dict:
     meta: dict = {"pretty_name": PRETTY_NAME}
     meta.update(_license_yaml(infos) if infos else {"license": "other"})
     meta["task_categories"] = ["image-segmentation"]
+    meta["task_ids"] = list(TASK_IDS)
     meta["tags"] = tags
     meta["size_categories"] = [_size_category(total)]
     meta["configs"] = [
@@ -142,6 +148,135 @@ def _fmt(x: float) -> str:
     return f"{x:.6g}"
 
 
+def _numbers(values: Sequence[float]) -> str:
+    """Channel values in one table cell. Why: one row per channel made 33 rows for ZJU-RGBP
+    (four 3-channel angle columns and two 9-channel Stokes inputs); the exact values are in
+    ``aims_config.json``."""
+    return ", ".join(f"{v:.4g}" for v in values)
+
+
+def toolkit_repository() -> str | None:
+    """The toolkit's source repository, from the installed package's metadata
+    (``Project-URL: Repository`` or ``Home-page`` of ``setup.cfg``); None when it names none."""
+    from importlib import metadata
+
+    try:
+        meta = metadata.metadata(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return None
+    for entry in meta.get_all("Project-URL") or []:
+        label, _, url = entry.partition(",")
+        if label.strip().lower() in ("repository", "source", "code") and url.strip():
+            return url.strip()
+    home = meta.get("Home-page")
+    return home if home and home.upper() != "UNKNOWN" else None
+
+
+def _benchmark_reference() -> dict[str, str]:
+    """The SimCMF paper (citation text, links) as ``leaderboard/paper_results.json`` holds it."""
+    from aims.leaderboard.entries import paper_results
+
+    paper = paper_results()
+    return {k: str(paper.get(k) or "") for k in ("citation", "paper_url", "code_url", "notes")}
+
+
+def _protocol_version(name: str) -> str:
+    from aims.protocols import get_protocol
+
+    return get_protocol(name).version
+
+
+def _toolkit_bibtex(version: str, repository: str | None) -> str:
+    fields = ["  title   = {{AIMS: Any Image Modality Segmentation toolkit}}",
+              "  author  = {{AIMS contributors}}", f"  version = {{{version or 'unknown'}}}"]
+    if repository:
+        fields.append(f"  url     = {{{repository}}}")
+    return "@software{aims_toolkit,\n" + ",\n".join(fields) + "\n}"
+
+
+def _usage_sections(infos: list[ConfigInfo], version: str) -> list[str]:
+    """Install, load (how names resolve), score, limitations, citation."""
+    config = infos[0].config if infos else "depth"
+    repository = toolkit_repository()
+    paper = _benchmark_reference()
+    install = f"pip install {DISTRIBUTION}" if not repository else f"pip install \"{DISTRIBUTION} @ git+{repository}\""
+    limitations = [
+        "- One click per instance, one mask per click: a promptable (interactive) instance "
+        "segmentation benchmark, not a semantic-segmentation one. Interactive metrics (mIoU@k, "
+        "NoC@85/90) need k masks per instance.",
+        "- Where a source has no instance annotations, instances are connected components of "
+        "the semantic labels: touching objects of one class merge, occluded ones split.",
+        "- Test splits are small for some modalities (a few dozen images): report the bootstrap "
+        "intervals `aims score` gives, not only the mean.",
+        "- Protocol `simcmf` reproduces the SimCMF paper, including its choice of the best epoch "
+        "on the test split; select models on `validation` for new results (protocol `aims`).",
+        "- Some images are lossy or derived as their sources ship them (e.g. JPEG frames in a "
+        "repack, an RGB averaged from polarizer angles); each config's notes say which.",
+        "- Each config keeps its source's licence, some for research use only; check them "
+        "below before redistributing.",
+    ]
+    return [
+        "## Get started",
+        "",
+        "```bash",
+        f"{install}   # the AIMS toolkit" + (f": {repository}" if repository else ""),
+        f"aims prepare --modality {config} --out ./aims-data   # converts the public source locally",
+        "```",
+        "",
+        "```python",
+        "import aims",
+        f'ds = aims.load_dataset("{config}")   # a local copy made by `aims prepare`',
+        "from datasets import load_dataset",
+        f'ds = load_dataset("<org>/<name>", "{config}")   # this card\'s Hub repository id, e.g. my-lab/aims',
+        f'x = aims.modality_tensor(ds["test"][0], "{config}")  # float32 (C, H, W)',
+        "```",
+        "",
+        "How names resolve: `datasets.load_dataset` reads its first argument as a local folder "
+        "when one of that name exists, else as a Hub repository id `ORG/NAME`; a bare "
+        "`\"aims\"` is neither (and inside the toolkit's repository the `aims/` package folder "
+        "would be read as data), so use the full id `aims publish` prints, or a folder path. "
+        "`aims.load_dataset(config)` takes only the config name and looks in `data_dir=`, else "
+        "`$AIMS_DATASET`, else the folder the last `aims prepare` wrote (`--out` included), "
+        "else `$AIMS_HOME/dataset`. When you re-prepare a local copy and load it with "
+        "`datasets.load_dataset(folder, config)` instead, pass `download_mode=\"force_redownload\"` "
+        "(the `datasets` cache of a local folder is keyed on this card, not on the files).",
+        "",
+        "## How to score",
+        "",
+        "Predict one mask per evaluated instance of the test split, prompted by the click of the "
+        "protocol you report (`point` for `aims`, `point_simcmf` for `simcmf`), in one of the "
+        "formats of the toolkit's docs/predictions.md (COCO RLE JSON, one `.npz` per image, or "
+        "one PNG per instance), then:",
+        "",
+        "```bash",
+        f"aims score PREDICTIONS --protocol aims --data-dir ./aims-data --config {config}",
+        f"aims leaderboard add PREDICTIONS-scores-{_protocol_version('aims')}/results.json   # optional",
+        "```",
+        "",
+        "or in Python `aims.score(\"PREDICTIONS\", data_dir=\"./aims-data\", protocol=\"aims\")`. "
+        "The score is the IoU per instance averaged over the config's evaluated instances "
+        "(mIoU, in %), with a bootstrap interval; `aims baseline` trains and runs the SimCMF "
+        "baselines on Segment Anything.",
+        "",
+        "## Limitations",
+        "",
+        *limitations,
+        "",
+        "## Citation",
+        "",
+        "The benchmark follows the SimCMF paper"
+        + (f" ({paper['citation']}; {paper['paper_url']}" if paper["citation"] else " (")
+        + (f", code {paper['code_url']})" if paper["code_url"] else ")")
+        + ". Please cite it, the toolkit, and the source dataset of each config you use "
+        "(under *Configs*).",
+        "",
+        "```bibtex",
+        _toolkit_bibtex(version, repository),
+        "```",
+        "",
+    ]
+
+
 def _config_section(info: ConfigInfo) -> list[str]:
     out = [f"### `{info.config}`", ""]
     if info.description:
@@ -170,11 +305,12 @@ def _config_section(info: ConfigInfo) -> list[str]:
         out += [f"| {s} | {info.counts[s].get('images', 0)} | {info.counts[s].get('instances', 0)} |"
                 for s in _splits(info)]
     if info.channel_stats:
-        out += ["", "Channel statistics (train split, values as `aims.modality_tensor` returns them):",
-                "", "| column | channel | mean | std |", "|---|---:|---:|---:|"]
+        out += ["", "Channel statistics (train split, values as `aims.modality_tensor` returns them; "
+                "one row per column or computed input, channels in order):",
+                "", "| column | channels | mean | std |", "|---|---:|---|---|"]
         for col, st in info.channel_stats.items():
-            for ch, (m, s) in enumerate(zip(st.get("mean", []), st.get("std", []))):
-                out.append(f"| `{col}` | {ch} | {_fmt(m)} | {_fmt(s)} |")
+            mean, std = list(st.get("mean", [])), list(st.get("std", []))
+            out.append(f"| `{col}` | {len(mean)} | {_numbers(mean)} | {_numbers(std)} |")
     notes = [*info.notes, *info.image_notes]
     if notes:
         out += ["", "Notes:", ""] + [f"- {n}" for n in notes]
@@ -220,18 +356,7 @@ def render_card(infos: list[ConfigInfo], broken: Sequence[tuple[str, str]] = ())
         "dataset, converted from its public source by the AIMS toolkit"
         + (f" (version {version})." if version else "."),
         "",
-        "```python",
-        "from datasets import load_dataset",
-        f'ds = load_dataset("<repo-or-folder>", "{infos[0].config if infos else "depth"}")',
-        "import aims",
-        f'x = aims.modality_tensor(ds["test"][0], "{infos[0].config if infos else "depth"}")  # float32 (C, H, W)',
-        "```",
-        "",
-        "A local copy made by `aims prepare` loads with `aims.load_dataset(config)`; when you "
-        "re-prepare a local copy and load it with `datasets.load_dataset(folder, config)` instead, "
-        "pass `download_mode=\"force_redownload\"` (the `datasets` cache of a local folder is keyed "
-        "on this card, not on the files).",
-        "",
+        *_usage_sections(infos, version),
         "## Format",
         "",
         "One row per image. All images are lossless PNG `Image` columns; 16-bit PNGs decode to "

@@ -33,6 +33,10 @@ from aims.scoring import MISSING_POLICIES
 #: most worker processes `aims prepare` starts (a typo of 10000 must not fork-bomb the machine)
 MAX_WORKERS = 256
 
+#: where every command looks for the prepared dataset: aims.loader.dataset_root's order
+DATA_DIR_HELP = ("Prepared dataset (default: $AIMS_DATASET, else the folder the last `aims prepare` "
+                 "wrote, else $AIMS_HOME/dataset).")
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -64,8 +68,9 @@ def _root(
 @app.command()
 def prepare(
     modality: Annotated[Optional[list[Modality]], typer.Option("--modality", "-m",
-        help="Config to build, or all. Repeat for several. Omit it for a modality of your own "
-             "(--source DIR holding aims-source.yaml; docs/bring-your-own-modality.md).")] = None,
+        help=f"Config to build: {', '.join(known_configs())}, or all. Repeat for several. Omit it "
+             "for a modality of your own (--source DIR holding aims-source.yaml; "
+             "docs/bring-your-own-modality.md).")] = None,
     source: Annotated[Optional[list[Path]], typer.Option(metavar="PATH",
         help="Local copy of the source (archive, file or extracted folder) instead of a download. "
              "Repeat for a source given in several parts (e.g. IVRG_RGBNIR and nirscene1.zip). "
@@ -86,13 +91,19 @@ def prepare(
              "ships them, e.g. RGBP-Glass's COCO files; connected components otherwise) or "
              "components (connected components of the semantic masks, always).")] = "release",
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    check: Annotated[bool, typer.Option("--check",
+        help="Only list the source files (size, where to get them, where to put them, present and "
+             "verified?) and exit: 0 when all are here, 2 otherwise. Without --modality: all.")] = False,
 ) -> None:
-    """Download (or take --source), verify, convert and write dataset configs."""
+    """Download (or take --source), verify, convert and write dataset configs. Missing source
+    files are listed all at once, before any work."""
     from aims.converters.custom_source import SOURCE_FILE, custom_source_folder, register_custom_source
     from aims.converters.registry import group_by_source
+    from aims.dataset_pointer import remember_dataset
     from aims.extract import extraction_limits
     from aims.paths import default_dataset_dir
     from aims.prepare import run_prepare
+    from aims.source_checklist import source_checklist
 
     own = custom_source_folder(source)
     if own is not None:
@@ -101,6 +112,9 @@ def prepare(
                             "that file names; run the command without --modality.", path=own)
         name = register_custom_source(own).name
         groups, sources = {name: [name]}, {name: own}
+    elif not modality and check:
+        groups = group_by_source(["all"])
+        sources = _sources_per_group(groups, list(source or []))
     elif not modality:
         raise AimsError("Missing option '--modality': name the config(s) to build ("
                         f"{', '.join(m.value for m in Modality)}), or pass --source DIR for a folder "
@@ -108,10 +122,20 @@ def prepare(
     else:
         groups = group_by_source([m.value for m in modality])
         sources = _sources_per_group(groups, list(source or []))
+    checklist = source_checklist(groups, sources, verify=check)
+    if check or checklist.blocking:  # every missing file at once, before any work
+        typer.echo("\n".join(checklist.lines()))
+        if check:
+            typer.echo(checklist.summary())
+            raise typer.Exit(0 if checklist.complete and not checklist.blocking else 2)
+        raise AimsError(checklist.summary())
     with extraction_limits(max_gb=max_extract_gb, max_ratio=max_extract_ratio):  # None: the default
         summary = run_prepare(groups, sources=sources, out=out or default_dataset_dir(), workers=workers,
                               progress=progress, instances=instances.value)
     typer.echo("\n".join(summary))
+    if remember_dataset(out or default_dataset_dir()) is not None:  # aims.load_dataset(config) finds it
+        typer.echo(f"Or: aims.load_dataset(\"{next(iter(groups.values()))[0]}\") (this folder is remembered "
+                   "as the last one prepared; AIMS_DATASET or data_dir= choose another)")
 
 
 def _sources_per_group(groups: dict[str, list[str]], paths: list[Path]) -> dict[str, object]:
@@ -163,23 +187,34 @@ def score(
     missing: Annotated[MissingPolicy, typer.Option(
         help="Evaluated instances without a prediction: error, or zero (IoU 0, reported).")] = "error",
     data_dir: Annotated[Optional[Path], typer.Option(file_okay=False,
-        help="Prepared dataset folder (default: $AIMS_HOME/dataset).")] = None,
+        help=DATA_DIR_HELP)] = None,
+    json_out: Annotated[bool, typer.Option("--json",
+        help="Print the results JSON on stdout (nothing else; the table and paths go to stderr).")] = False,
+    allow_click_mismatch: Annotated[bool, typer.Option("--allow-click-mismatch",
+        help="Score predictions made with the other protocol's click (recorded in the results).")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
-    """Score predictions against the prepared dataset: per-instance IoU, mIoU, results JSON."""
+    """Score predictions against the prepared dataset: per-instance IoU and Dice, mIoU, mDice,
+    interactive metrics (mIoU@k, NoC@85/90) for k-mask predictions, results JSON."""
     from aims.protocols import get_protocol
     from aims.scoring import check_scores_target, score_predictions
 
     start = time.perf_counter()
     out_dir = check_scores_target(out or default_scores_dir(predictions, get_protocol(protocol.value).version))
     scores = score_predictions(predictions, data_dir=data_dir, configs=config or None, split=split,
-                               protocol=protocol.value, missing=missing.value, progress=progress)
+                               protocol=protocol.value, missing=missing.value, progress=progress,
+                               allow_click_mismatch=allow_click_mismatch)
     paths = scores.write(out_dir)
-    typer.echo(scores.format_table())
-    n = len(scores.table)
-    typer.echo(f"Scored {n} instance(s) in {time.perf_counter() - start:.1f} s.")
-    typer.echo(f"Results: {paths['results']}")
-    typer.echo(f"Per-instance table: {paths['instances']}")
+    say = (lambda text: typer.echo(text, err=True)) if json_out else typer.echo
+    say(scores.format_table())
+    for warning in scores.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    say(f"Scored {len(scores.table)} instance(s) in {time.perf_counter() - start:.1f} s.")
+    say(f"Results: {paths['results']}")
+    say(f"Per-instance table: {paths['instances']}")
+    if json_out:  # the very document written to results.json
+        sys.stdout.write(paths["results"].read_text(encoding="utf-8"))
+        sys.stdout.flush()
 
 
 def default_scores_dir(predictions: Path, version: str) -> Path:
@@ -238,20 +273,22 @@ def leaderboard_add(
 def publish(
     repo_id: Annotated[str, typer.Option("--repo-id", help="Hugging Face dataset repo, ORG/NAME.")],
     data_dir: Annotated[Optional[Path], typer.Option(file_okay=False,
-        help="Prepared dataset (default: $AIMS_HOME/dataset).")] = None,
+        help=DATA_DIR_HELP)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be uploaded; upload nothing.")] = False,
     private: Annotated[bool, typer.Option(help="Create the repo as private.")] = False,
 ) -> None:
     """Upload the prepared dataset (every config's parquet and the card) to the Hub."""
-    from aims.paths import default_dataset_dir
+    from aims.loader import dataset_root
     from aims.publish import plan_upload, publish as upload
 
-    plan = plan_upload(data_dir or default_dataset_dir(), repo_id)
+    plan = plan_upload(dataset_root(data_dir), repo_id)
     typer.echo("\n".join(plan.lines()))
     if dry_run:
         typer.echo("Dry run: nothing uploaded.")
+        typer.echo("\n".join(plan.load_lines(uploaded=False)))
         return
     typer.echo(f"Uploaded: {upload(plan, private=private)}")
+    typer.echo("\n".join(plan.load_lines(uploaded=True)))
 
 
 @app.command()
@@ -263,7 +300,7 @@ def show(
     predictions: Annotated[Optional[Path], typer.Option(file_okay=False,
         help="Predictions folder: draw predicted masks with their IoU.")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(file_okay=False,
-        help="Prepared dataset (default: $AIMS_HOME/dataset).")] = None,
+        help=DATA_DIR_HELP)] = None,
     out: Annotated[Path, typer.Option(file_okay=False, help="Folder for the PNGs.")] = Path("aims-panels"),
 ) -> None:
     """PNG panels per image (channels, instances, clicks, predictions) and statistics plots."""

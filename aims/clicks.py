@@ -10,7 +10,12 @@
   bit for bit: warp the instance-id mask to 1024×1024 with PIL nearest neighbour, then
   take the middle pixel (``len // 2``) of ``np.argwhere(mask == id)``.
 
-Both work without touching the full frame once per instance: the ``aims`` click only
+Interactive evaluation (:func:`next_click`) adds corrective clicks after the first: the
+error pixel farthest from its error region's boundary, the same distance rule as the
+``aims`` click, applied to the false negatives (a positive click) and the false positives
+(a negative click).
+
+Both one-click rules work without touching the full frame once per instance: the ``aims`` click only
 needs the instance's bounding box plus a one-pixel ring (the nearest background pixel of
 any instance pixel is always inside that ring, see :func:`click_aims`), and the
 ``simcmf`` click is one stable sort of the warped frame for all instances at once.
@@ -21,9 +26,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from typing import NamedTuple
+
 from aims.errors import AimsError
 
-__all__ = ["argmax_padded_dt", "click_aims", "clicks_simcmf", "clicks_simcmf_boxes", "pil_nearest_index", "warp_nearest"]
+__all__ = ["Click", "argmax_padded_dt", "click_aims", "clicks_simcmf", "clicks_simcmf_boxes", "next_click",
+           "pil_nearest_index", "warp_nearest"]
 
 
 def argmax_padded_dt(padded: np.ndarray) -> int:
@@ -77,6 +85,56 @@ def click_aims(mask: np.ndarray) -> tuple[int, int]:
     idx = argmax_padded_dt(padded)
     y, x = divmod(idx, w + 2)
     return x - 1, y - 1
+
+
+class Click(NamedTuple):
+    """A corrective click: pixel (x, y) of the mask's frame; ``positive`` for "object here"."""
+
+    x: int
+    y: int
+    positive: bool
+
+
+def _deepest(region: np.ndarray) -> tuple[int, int, int]:
+    """(squared distance, x, y) of the first maximum, in row-major order, of the exact
+    EDT of ``region`` padded by one background pixel; (0, -1, -1) for an empty region.
+    The squared distance is an exact integer, so two regions compare without rounding."""
+    h, w = region.shape
+    padded = np.zeros((h + 2, w + 2), np.uint8)
+    padded[1:-1, 1:-1] = region
+    if not padded.any():
+        return 0, -1, -1
+    idx = argmax_padded_dt(padded)
+    dist = float(cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE).ravel()[idx])
+    y, x = divmod(idx, w + 2)
+    return int(round(dist * dist)), x - 1, y - 1
+
+
+def next_click(pred: np.ndarray, gt: np.ndarray) -> Click | None:
+    """The next corrective click of interactive evaluation, or ``None`` when ``pred`` equals ``gt``.
+
+    Rule (docs/predictions.md, "Interactive predictions"): over the two error regions, false
+    negatives ``gt & ~pred`` and false positives ``pred & ~gt``, take the pixel farthest
+    from its region's boundary — the maximum of the exact Euclidean distance transform of
+    the region padded by one background pixel (so the image border counts as boundary,
+    as for the first click :func:`click_aims`). The click is positive if that pixel is a
+    false negative, negative if a false positive. Ties between the two regions go to the
+    false negatives; within a region, to the first pixel in row-major order. This is
+    RITM's clicker (``isegm/inference/clicker.py``: padded ``cv2.distanceTransform``,
+    first of ``np.where`` at the maximum) with two differences: RITM gives a tie to the
+    false positives (``is_positive = fn_max_dist > fp_max_dist``) and never clicks a pixel
+    twice (its ``not_clicked_map``). Both masks are 2-D boolean arrays of the same shape."""
+    pred = np.asarray(pred, bool)
+    gt = np.asarray(gt, bool)
+    if pred.ndim != 2 or pred.shape != gt.shape:
+        raise AimsError(f"next_click needs two 2-D masks of the same shape, got {pred.shape} and {gt.shape}.")
+    d_fn, x_fn, y_fn = _deepest(gt & ~pred)
+    d_fp, x_fp, y_fp = _deepest(pred & ~gt)
+    if d_fn == 0 and d_fp == 0:
+        return None
+    if d_fn >= d_fp:
+        return Click(x_fn, y_fn, True)
+    return Click(x_fp, y_fp, False)
 
 
 def pil_nearest_index(n_in: int, n_out: int) -> np.ndarray:

@@ -32,28 +32,62 @@ def _baselines_available() -> bool:
     return True
 
 
-def _predict_all(dataset_dir: Path, configs: list[str], root: Path, echo: Echo, progress: bool) -> Path:
+#: why the tiny demo model scores near zero, printed under its table: measured on the demo's
+#: own runs, not assumed (tests/test_demo.py checks the empty-mask count it rests on)
+COLLAPSE_NOTE = (
+    "  Why these numbers are near zero: the demo trains a randomly initialised tiny SAM for {steps} "
+    "steps. In the first steps the loss's cross-entropy term teaches it the background prior, so "
+    "its masks shrink to nothing; validation mIoU falls to 0 % after 1–3 epochs, and the run keeps "
+    "its best (earliest) epoch. The demo shows the pipeline, not a model: for real numbers train "
+    "from Meta's weights (`aims baseline train --checkpoint vit-b`, docs/weights.md).")
+
+
+def _quiet_train(cfg: object) -> dict:
+    """Train with the per-epoch log captured: the demo prints one line per config instead."""
+    import contextlib
+    import io
+
+    from aims.baselines.train import train
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return train(cfg)
+
+
+def _percent_series(metrics_rows: list[dict]) -> str:
+    values = [r.get("val_miou") for r in metrics_rows if r.get("val_miou") is not None]
+    return " ".join(f"{100 * v:.1f}" for v in values)
+
+
+def _predict_all(dataset_dir: Path, configs: list[str], root: Path, echo: Echo, progress: bool
+                 ) -> tuple[Path, dict[str, tuple[int, int]]]:
     """Train a tiny SimCMF model per config (random init, few steps) and write the test
-    predictions of every config into one folder."""
+    predictions of every config into one folder. Returns the folder and, per config, (empty
+    predicted masks, predicted masks) of the last epoch's weights: the evidence for
+    :data:`COLLAPSE_NOTE`."""
+    import json
+
+    import numpy as np
     import torch
 
     from aims.baselines.data import SampleSource, config_channel_stats, load_split, modality_normalizer
     from aims.baselines.predict import predict
     from aims.baselines.strategies import count_parameters
-    from aims.baselines.train import TrainConfig, load_run, train
+    from aims.baselines.train import TrainConfig, load_run
     from aims.predictions import PredictionWriter
 
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     out = root / "predictions"
     meta = {"method": "simcmf-tiny-demo", "model": "SAM tiny (random init)", "adapter": "simcmf",
             "strategy": "full", "note": f"aims demo: {DEMO_TRAIN_STEPS} training steps per config"}
-    with PredictionWriter(out, fmt="rle", meta=meta, overwrite=True) as writer:
+    collapse: dict[str, tuple[int, int]] = {}
+    with PredictionWriter(out, fmt="rle", meta=meta, overwrite=True, click_rule="aims") as writer:
         for config in configs:
             run = root / "runs" / config
             cfg = TrainConfig(config=config, strategy="full", adapter="simcmf", checkpoint=None,
                               size="tiny", data_dir=str(dataset_dir), out=str(run), epochs=12,
                               batch_size=2, max_steps=DEMO_TRAIN_STEPS, lr=1e-3, progress=False)
-            summary = train(cfg)
+            summary = _quiet_train(cfg)
+            history = json.loads((run / "metrics.json").read_text()).get("epochs", [])
             model, info = load_run(run)
             writer.meta.setdefault("trainable_params", count_parameters(model)[0])
             norm = modality_normalizer(info["modality"], config_channel_stats(config, dataset_dir))
@@ -64,11 +98,16 @@ def _predict_all(dataset_dir: Path, configs: list[str], root: Path, echo: Echo, 
                 for inst, mask in zip(record.instance_ids, masks):
                     writer.add(config, record.image_id, int(inst), mask)
                 n += len(masks)
-            best = summary.get("best_val_miou")
-            echo(f"  {config:<17} trained {summary.get('steps')} steps"
-                 + (f", validation mIoU {100 * best:.1f}" if isinstance(best, float) else "")
-                 + f"; predicted {n} test instances")
-    return out
+            last, _ = load_run(run, weights="last")
+            empty = sum(int(not np.any(mask)) for _, masks in predict(last, source, protocol="aims")
+                        for mask in masks)
+            collapse[config] = (empty, n)
+            best, best_epoch = summary.get("best_val_miou"), summary.get("best_epoch")
+            echo(f"  {config:<17} {summary.get('steps')} steps; validation mIoU % by epoch: "
+                 f"{_percent_series(history)}"
+                 + (f" (best {100 * best:.1f} at epoch {best_epoch}, used below)" if isinstance(best, float) else "")
+                 + f"; last epoch: {empty} of {n} test masks empty")
+    return out, collapse
 
 
 def check_demo_folder(root: Path) -> None:
@@ -110,40 +149,64 @@ def run_demo(root: Path, *, echo: Echo = print, progress: bool = True) -> dict[s
     configs = [c for cs in SOURCE_CONFIGS.values() for c in cs]
 
     predictions = None
+    results_file = None
     if _baselines_available():
-        echo("3. tiny SimCMF baseline (random init, CPU):")
-        predictions = _predict_all(dataset_dir, configs, root, echo, progress)
+        echo("3. tiny SimCMF baseline (random init, CPU; best validation epoch kept):")
+        predictions, collapse = _predict_all(dataset_dir, configs, root, echo, progress)
         outputs["predictions"] = predictions
-        echo("4. score:")
+        echo("4. score (mIoU in %):")
         from aims.scoring import score_predictions
 
         scores = score_predictions(predictions, data_dir=dataset_dir, configs=None, split="test",
                                    protocol="aims", missing="error")
         written = scores.write(root / "scores")
         echo(scores.format_table())
+        if any(empty == total and total for empty, total in collapse.values()):
+            echo(COLLAPSE_NOTE.format(steps=DEMO_TRAIN_STEPS))
         outputs["results"] = written["results"]
-        echo("5. leaderboard:")
         from aims.leaderboard.entries import add_results
 
-        add_results(outputs["results"], root / "leaderboard" / "results")
+        results_file = add_results(outputs["results"], root / "leaderboard" / "results")
     else:
         echo("3–4. baseline and scoring skipped: install the [baselines] extra (torch, transformers) "
              "to train and score a tiny SimCMF model here.")
-        echo("5. leaderboard (paper reference rows only):")
     from aims.leaderboard.entries import collect
     from aims.leaderboard.render import build_site
 
     entries = collect(root / "leaderboard" / "results")
     outputs["leaderboard"] = build_site(entries, root / "leaderboard" / "results", root / "leaderboard" / "site",
                                         version=__version__)
+    scored = [e for e in entries if e.link]
+    echo(f"5. leaderboard: {len(entries) - len(scored)} paper reference rows"
+         + (f" + {len(scored)} scored row(s) ({', '.join(sorted({e.method for e in scored}))}, "
+            f"from {results_file})" if scored else " (no scored rows: the baseline was skipped)"))
+    echo(f"  page: {outputs['leaderboard']}")
     echo("6. panels and statistics plots:")
     from aims.show import show_dataset
 
     pictures = show_dataset(data_dir=dataset_dir, configs=None, split="test", limit=2,
                             predictions=predictions, out=root / "panels")
     outputs["panels"] = root / "panels"
-    echo(f"  {len(pictures)} pictures")
+    echo(f"  {len(pictures)} picture{'s' if len(pictures) != 1 else ''} in {outputs['panels']}")
     echo(f"Done in {time.perf_counter() - start:.0f} s. Outputs:")
     for name, path in outputs.items():
         echo(f"  {name:<12} {path}")
+    echo("Next, with this demo's folder:")
+    for line in next_commands(root, predictions is not None):
+        echo(f"  {line}")
     return outputs
+
+
+def next_commands(root: Path, scored: bool) -> list[str]:
+    """Ready-to-paste commands on the demo's own outputs (``tests/test_demo.py`` runs them)."""
+    import shlex
+
+    data = shlex.quote(str(root / "dataset"))
+    lines = []
+    if scored:
+        lines.append(f"aims score {shlex.quote(str(root / 'predictions'))} --data-dir {data} --json")
+    lines.append(f"aims show --data-dir {data} --config depth --limit 1 --out {shlex.quote(str(root / 'more-panels'))}"
+                 + (f" --predictions {shlex.quote(str(root / 'predictions'))}" if scored else ""))
+    lines.append("python -c " + shlex.quote(
+        f"import aims; print(aims.load_dataset('depth', data_dir={str(root / 'dataset')!r}))"))
+    return lines

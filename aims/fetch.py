@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ __all__ = [
     "SourceFile",
     "fetch",
     "file_hash",
+    "readable_network_error",
     "verify_file",
 ]
 
@@ -64,6 +66,8 @@ class SourceFile:
     accepted on size alone (when known) and its computed sha256 is logged so that a
     maintainer can pin it. ``manual`` marks hosts that need a browser; its text tells the
     user where to get the file and is shown verbatim when the file is missing.
+    ``optional`` marks a file the source works without; its text says what the file adds
+    (shown in ``aims prepare``'s checklist, which then never stops for it).
     """
 
     name: str
@@ -71,6 +75,7 @@ class SourceFile:
     known_hash: str | None
     size: int | None = None
     manual: str | None = None
+    optional: str | None = None
 
     def __post_init__(self) -> None:
         # A malformed declaration is a bug in a converter: fail at import time, loudly,
@@ -349,9 +354,47 @@ def _download(file: SourceFile, final: Path, *, downloader: Downloader | None, p
     return final
 
 
+#: (text in a network error, what it means), first match wins; the text is what
+#: requests/urllib3 and the C library put into their messages
+_NETWORK_CAUSES = (
+    (("Name or service not known", "nodename nor servname", "Temporary failure in name resolution",
+      "getaddrinfo failed", "No address associated"), "the host name could not be resolved (no network, "
+                                                      "or DNS is blocked)"),
+    (("Connection refused",), "the server refused the connection"),
+    (("Network is unreachable", "No route to host"), "the network is unreachable"),
+    (("timed out", "Timeout"), "the connection timed out"),
+    (("CERTIFICATE_VERIFY_FAILED", "SSLError", "SSL:"), "the server's TLS certificate could not be verified"),
+    (("Connection reset", "RemoteDisconnected", "Connection aborted", "IncompleteRead"),
+     "the server closed the connection during the transfer"),
+)
+#: longest raw error text kept when no known cause matches
+_MAX_RAW_ERROR = 160
+
+
+def readable_network_error(err: BaseException) -> str:
+    """One short clause for a failed download, instead of urllib3's nested text
+    (``HTTPSConnectionPool(host=…): Max retries exceeded … (Caused by NewConnectionError(
+    '<urllib3.connection.HTTPSConnection object at 0x7f…>: …'))``): the HTTP status when
+    the server answered, else the cause found in the text, else the first line of the text
+    without object addresses, cut to :data:`_MAX_RAW_ERROR` characters."""
+    response = getattr(err, "response", None)
+    status = getattr(response, "status_code", None)
+    if isinstance(status, int):
+        reason = getattr(response, "reason", "") or ""
+        return f"the server answered HTTP {status}{' ' + reason if reason else ''}"
+    text = f"{type(err).__name__}: {err}"
+    for needles, meaning in _NETWORK_CAUSES:
+        if any(n in text for n in needles):
+            return meaning
+    raw = str(err).splitlines()[0] if str(err).strip() else type(err).__name__
+    raw = re.sub(r"<[^<>]* object at 0x[0-9a-f]+>:?\s*", "", raw)
+    raw = re.sub(r"\s+", " ", raw).strip(" .")
+    return raw if len(raw) <= _MAX_RAW_ERROR else raw[:_MAX_RAW_ERROR - 1] + "…"
+
+
 def _download_failed(file: SourceFile, final: Path, err: BaseException) -> str:
     return (
-        f"Could not download {file.name!r} from {file.url}: {err}. Check the network "
+        f"Could not download {file.name!r} from {file.url}: {readable_network_error(err)}. Check the network "
         f"connection and try again, or download it by hand, save it as {final} and run "
         f"the command again (or pass it with `--source PATH`)."
     )

@@ -15,16 +15,27 @@ modification times; the cache of a local folder by name is keyed on the card onl
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from aims.errors import AimsError
 
+log = logging.getLogger(__name__)
+
 _INFO_FILE = "aims_config.json"
+#: environment variable naming the prepared dataset folder (wins over the remembered one)
+DATASET_ENV = "AIMS_DATASET"
 
 
-def _prepared_configs(root: Path) -> list[str]:
-    if not root.is_dir():
+def prepared_configs(root: str | Path) -> list[str]:
+    """The configs prepared in ``root``: folders with an ``aims_config.json`` and parquet
+    shards (empty when ``root`` is not a folder)."""
+    root = Path(root)
+    try:
+        if not root.is_dir():
+            return []
+    except OSError:
         return []
     return sorted(
         d.name for d in root.iterdir()
@@ -45,6 +56,53 @@ def _shards(folder: Path) -> dict[str, list[str]]:
     return dict(sorted(shards.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else 3, kv[0])))
 
 
+def dataset_candidates() -> list[tuple[Path, str]]:
+    """The folders :func:`dataset_root` considers, in order, each with where it comes from:
+    ``$AIMS_DATASET`` alone when set; else the folder the last ``aims prepare`` wrote (when
+    its note is usable) and ``$AIMS_HOME/dataset``."""
+    import os
+
+    from aims.dataset_pointer import remembered_dataset
+    from aims.paths import default_dataset_dir
+
+    env = os.environ.get(DATASET_ENV)
+    if env:
+        return [(Path(env).expanduser(), DATASET_ENV)]
+    out = []
+    remembered, reason = remembered_dataset()
+    if remembered is not None:
+        out.append((remembered, "the folder the last `aims prepare` wrote"))
+    elif reason:
+        log.warning("%s", reason)
+    default = default_dataset_dir()
+    if remembered is None or remembered.resolve() != default.resolve():
+        out.append((default, "the default, $AIMS_HOME/dataset"))
+    return out
+
+
+def dataset_root(data_dir: str | Path | None = None, config: str | None = None) -> Path:
+    """The prepared dataset folder to read, in this order:
+
+    1. ``data_dir`` when given;
+    2. ``$AIMS_DATASET`` when set;
+    3. the folder the last ``aims prepare`` (with or without ``--out``) wrote, remembered in
+       ``$AIMS_HOME/last_dataset.json``, when it still holds a valid AIMS dataset (and
+       ``config``, when given);
+    4. ``$AIMS_HOME/dataset`` (:func:`aims.paths.default_dataset_dir`).
+
+    Why: a dataset prepared with ``--out /data/aims`` should load by config name alone, as
+    one prepared in the default place does, and a stale or tampered note must never send a
+    reader somewhere else (:mod:`aims.dataset_pointer` reads it as hostile input)."""
+    if data_dir is not None:
+        return Path(data_dir).expanduser()
+    candidates = dataset_candidates()
+    for folder, _ in candidates:
+        configs = prepared_configs(folder)
+        if configs and (config is None or config in configs):
+            return folder
+    return candidates[-1][0]  # none holds it: the default (or $AIMS_DATASET), for the message
+
+
 def load_dataset(
     config: str,
     split: str | None = None,
@@ -54,27 +112,32 @@ def load_dataset(
 ) -> Any:
     """``datasets.load_dataset`` on the local prepared copy of ``config``.
 
-    ``data_dir`` defaults to ``$AIMS_HOME/dataset`` (:func:`aims.paths.default_dataset_dir`).
+    How the name resolves: ``config`` is a config of a dataset folder on this machine
+    (``"depth"``, ``"thermal"`` …), never a Hub repository. The folder is ``data_dir``, else
+    ``$AIMS_DATASET``, else the folder the last ``aims prepare`` wrote (``--out`` included,
+    remembered in ``$AIMS_HOME/last_dataset.json``), else ``$AIMS_HOME/dataset``
+    (:func:`dataset_root`). A published copy loads with ``datasets`` itself and its Hub id,
+    ``datasets.load_dataset("<org>/aims", "depth")`` (``aims publish`` prints the line); a
+    bare ``"aims"`` is no Hub id, and inside the toolkit's repository the ``aims/`` package
+    folder would be read as a local dataset.
+
     Returns a ``DatasetDict`` (``split=None``) or a ``Dataset``. Extra keyword arguments
     (``streaming=True``, ``cache_dir=...``) go to ``datasets.load_dataset``. Raises
     :class:`AimsError` when the config or split is not prepared.
     """
-    if data_dir is None:
-        from aims.paths import default_dataset_dir
-
-        root = default_dataset_dir()
-    else:
-        root = Path(data_dir).expanduser()
+    root = dataset_root(data_dir, config)
     folder = root / config
-    prepared = _prepared_configs(root)
+    prepared = prepared_configs(root)
     if config not in prepared:
         have = f" Prepared configs there: {', '.join(prepared)}." if prepared else ""
+        searched = ([(root, "data_dir")] if data_dir is not None else dataset_candidates())
+        where = "; ".join(f"{f / config} ({why})" for f, why in searched)
         raise AimsError(
-            f"AIMS config {config!r} is not prepared: searched {folder} (no {_INFO_FILE} and "
+            f"AIMS config {config!r} is not prepared: searched {where} (no {_INFO_FILE} and "
             f"parquet shards).{have} Prepare it with "
             f"`aims prepare --modality {config}`"
             + ("" if data_dir is None else f" --out {root}")
-            + (" (or set AIMS_HOME / pass data_dir= to point at an existing copy)."
+            + (f" (or set {DATASET_ENV} / pass data_dir= to point at an existing copy)."
                if data_dir is None else "."),
             path=folder,
         )

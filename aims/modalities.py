@@ -175,10 +175,10 @@ def modality_spec(modality: str) -> Modality:
     process), then refused naming the known ones."""
     spec = MODALITY_STACKS.get(modality)
     if spec is None:
-        from aims.paths import default_dataset_dir
+        from aims.loader import dataset_root
 
         try:
-            registry.register_prepared_records(default_dataset_dir())
+            registry.register_prepared_records(dataset_root())
         except (AimsError, OSError):  # no usable AIMS_HOME: nothing prepared to look at
             pass
         spec = MODALITY_STACKS.get(modality)

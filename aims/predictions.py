@@ -15,8 +15,15 @@ formats (docs/predictions.md):
          {0, 1} or {0, 255}. Easy to produce from any language and to look at.
 
 ``aims_predictions.json`` beside them is the metadata written by :class:`PredictionWriter`
-(format, method, model, anything else the producer wants recorded); ``aims score`` copies it
-into the results. It is optional for hand-made folders.
+(format, the click rule the prompts followed, the number of clicks, method, model, anything
+else the producer wants recorded); ``aims score`` copies it into the results. It is optional
+for hand-made folders.
+
+Interactive predictions carry K masks per instance, the masks after click 1, 2, …, K
+(K ≤ :data:`MAX_CLICKS`, declared as ``"clicks": K`` in ``aims_predictions.json``; every
+prediction of the folder then has exactly K): RLE records add ``"later_clicks": [rle after
+click 2, …, rle after click K]``, npz files hold ``masks`` (N, K, H, W) or ``masks_packed``
+(N, K, ceil(H*W/8)), png folders add ``<instance_id>_<c>.png`` for c = 2..K.
 
 Reading is defensive, because a predictions folder is untrusted input that decides a score
 and runs on the scorer's machine (docs/security.md):
@@ -74,7 +81,9 @@ from aims.rle import encode as rle_encode
 from aims.rle import validate as parse_rle
 
 __all__ = [
+    "CLICK_RULES",
     "FORMATS",
+    "MAX_CLICKS",
     "META_FILE",
     "ExpectedImage",
     "ImagePredictions",
@@ -100,6 +109,11 @@ __all__ = [
 FORMATS = ("rle", "npz", "png")
 #: Metadata file of a predictions folder (written by :class:`PredictionWriter`).
 META_FILE = "aims_predictions.json"
+#: The one-click prompt rules a predictor may have followed: the dataset's ``point`` column
+#: (``aims``) or ``point_simcmf`` (``simcmf``), named like the protocols that use them.
+CLICK_RULES = ("aims", "simcmf")
+#: Most masks per instance (interactive predictions): RITM's click budget for NoC.
+MAX_CLICKS = 20
 #: Keys an ``.npz`` prediction file may hold.
 NPZ_KEYS = {"instance_ids", "masks", "masks_packed", "shape"}
 
@@ -171,13 +185,28 @@ def _check_instance_id(instance_id: Any) -> int:
     return int(instance_id)
 
 
+def _click_stack(mask: Any, what: str) -> list[np.ndarray]:
+    """A (H, W) mask → [mask]; a (K, H, W) stack of the masks after click 1..K → K
+    boolean masks, 1 ≤ K ≤ :data:`MAX_CLICKS`; ``ValueError`` otherwise."""
+    a = np.asarray(mask)
+    if a.ndim == 3:
+        if not 1 <= a.shape[0] <= MAX_CLICKS:
+            raise ValueError(f"{what}: a stack of {a.shape[0]} masks; interactive predictions hold the masks "
+                             f"after click 1..K with 1 <= K <= {MAX_CLICKS}")
+        return [as_binary_mask(a[c], f"{what} (click {c + 1})") for c in range(a.shape[0])]
+    return [as_binary_mask(a, what)]
+
+
 # --------------------------------------------------------------------------- writer
 
 
-def _meta_json(fmt: str, meta: Mapping[str, Any], counts: Mapping[str, int]) -> str:
+def _meta_json(fmt: str, meta: Mapping[str, Any], counts: Mapping[str, int], click_rule: str | None = None,
+               clicks: int = 1) -> str:
     doc = {
         "aims_predictions": 1,
         "format": fmt,
+        "click_rule": click_rule,
+        "clicks": clicks,
         "toolkit_version": __version__,
         "meta": dict(meta),
         "counts": dict(sorted(counts.items())),
@@ -194,8 +223,12 @@ class PredictionWriter:
             w.add("depth", image_id, instance_id, mask)   # bool / 0-1 (H, W)
 
     ``mask`` is the instance's binary mask at the ground truth's native resolution (for
-    protocol ``simcmf`` a 256×256 mask in the reference's warped frame is accepted too). All
-    instances of one image must have the same mask size. ``meta`` (JSON-serialisable; put
+    protocol ``simcmf`` a 256×256 mask in the reference's warped frame is accepted too), or,
+    for interactive predictions, a (K, H, W) stack: the masks after click 1..K (K ≤
+    :data:`MAX_CLICKS`, the same K for every instance of the writer). All instances of one
+    image must have the same mask size. ``click_rule``: which click the first prompt was,
+    ``"aims"`` (the dataset's ``point``) or ``"simcmf"`` (``point_simcmf``); ``aims score``
+    refuses to score predictions under the other protocol unless told to. ``meta`` (JSON-serialisable; put
     ``method`` and ``model`` there) goes into ``aims_predictions.json`` and from there into
     the results. Adding the same (config, image_id, instance_id) twice raises ``ValueError``.
 
@@ -212,10 +245,15 @@ class PredictionWriter:
         fmt: str = "rle",
         meta: Mapping[str, Any] | None = None,
         *,
+        click_rule: str | None = None,
         overwrite: bool = False,
     ) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"fmt must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        if click_rule is not None and click_rule not in CLICK_RULES:
+            raise ValueError(f"click_rule must be one of {', '.join(CLICK_RULES)} or None, got {click_rule!r}")
+        self.click_rule = click_rule
+        self._clicks: int | None = None
         self.out_dir = Path(out_dir)
         self.fmt = fmt
         self.meta = dict(meta or {})
@@ -272,7 +310,13 @@ class PredictionWriter:
         key = (config, image_id, iid)
         if key in self._seen:
             raise ValueError(f"duplicate prediction for config {config!r}, image {image_id!r}, instance {iid}")
-        m = as_binary_mask(mask, f"config {config!r} image {image_id!r} instance {iid}")
+        stack = _click_stack(mask, f"config {config!r} image {image_id!r} instance {iid}")
+        if self._clicks is None:
+            self._clicks = len(stack)
+        elif len(stack) != self._clicks:
+            raise ValueError(f"config {config!r} image {image_id!r} instance {iid}: {len(stack)} mask(s) (clicks), "
+                             f"but earlier instances had {self._clicks}; every instance carries the same number")
+        m = stack[0]
         size = (int(m.shape[0]), int(m.shape[1]))
         if 0 in size:
             raise ValueError(f"config {config!r} image {image_id!r} instance {iid}: empty mask shape {size}")
@@ -283,21 +327,25 @@ class PredictionWriter:
         self._seen.add(key)
         self._counts[config] = self._counts.get(config, 0) + 1
         if self.fmt == "rle":
-            rec = {"config": config, "image_id": image_id, "instance_id": iid,
-                   "segmentation": rle_encode(m)}
+            rec: dict[str, Any] = {"config": config, "image_id": image_id, "instance_id": iid,
+                                   "segmentation": rle_encode(m)}
+            if len(stack) > 1:
+                rec["later_clicks"] = [rle_encode(later) for later in stack[1:]]
             self._rle.setdefault(config, []).append(json.dumps(rec, ensure_ascii=False))
         elif self.fmt == "png":
             from aims.imageio import encode_png
 
             folder = self._tmp / config / image_id
             folder.mkdir(parents=True, exist_ok=True)
-            (folder / f"{iid}.png").write_bytes(encode_png(m.astype(np.uint8) * np.uint8(255)))
+            for c, mc in enumerate(stack, start=1):
+                name = f"{iid}.png" if c == 1 else f"{iid}_{c}.png"
+                (folder / name).write_bytes(encode_png(mc.astype(np.uint8) * np.uint8(255)))
         else:
             if self._pending != (config, image_id):
                 self._flush_npz()
                 self._pending = (config, image_id)
             self._pending_ids.append(iid)
-            self._pending_masks.append(np.packbits(m.ravel()))
+            self._pending_masks.append(np.stack([np.packbits(mc.ravel()) for mc in stack]))
 
     def _flush_npz(self) -> None:
         if self._pending is None:
@@ -305,7 +353,9 @@ class PredictionWriter:
         config, image_id = self._pending
         h, w = self._sizes[(config, image_id)]
         ids = np.asarray(self._pending_ids, np.int64)
-        packed = np.stack(self._pending_masks)
+        packed = np.stack(self._pending_masks)  # (N, K, bytes)
+        if packed.shape[1] == 1:
+            packed = packed[:, 0]  # one click: the plain (N, bytes) layout
         path = self._tmp / config / f"{image_id}.npz"
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists():  # the image came back after another one: merge
@@ -326,7 +376,8 @@ class PredictionWriter:
             for config, recs in self._rle.items():
                 text = "[\n" + ",\n".join(recs) + "\n]\n"
                 (self._tmp / f"{config}.json").write_text(text, encoding="utf-8")
-            (self._tmp / META_FILE).write_text(_meta_json(self.fmt, self.meta, self._counts), encoding="utf-8")
+            (self._tmp / META_FILE).write_text(
+                _meta_json(self.fmt, self.meta, self._counts, self.click_rule, self._clicks or 1), encoding="utf-8")
             self._check_target()
             old = None
             if self.out_dir.is_dir():
@@ -515,7 +566,9 @@ class ImagePredictions:
 
     ``ids[i]`` is the instance id of prediction *i*, ``where[i]`` names its file (and RLE
     record) for error messages, ``sizes[i]`` its (h, w). Exactly one of ``dense`` ((N, h, w)
-    boolean) and ``counts`` (validated column-major RLE counts per instance) is set.
+    boolean) and ``counts`` (validated column-major RLE counts per instance) is set: the
+    mask after the first click. Interactive predictions add ``later``: the masks after
+    click 2, …, K, each an :class:`ImagePredictions` of the same instances and sizes.
     """
 
     ids: np.ndarray
@@ -523,9 +576,19 @@ class ImagePredictions:
     where: list[str]
     dense: np.ndarray | None = None
     counts: list[np.ndarray] | None = None
+    later: list[ImagePredictions] = field(default_factory=list)
 
     def __len__(self) -> int:
         return int(self.ids.size)
+
+    @property
+    def n_clicks(self) -> int:
+        """K, the number of masks per instance (1 for one-click predictions)."""
+        return 1 + len(self.later)
+
+    def at_click(self, click: int) -> ImagePredictions:
+        """The masks after click ``click`` (1-based)."""
+        return self if click == 1 else self.later[click - 2]
 
 
 @dataclass
@@ -534,6 +597,7 @@ class _RleRecord:
     segmentation: Any
     where: str
     path: Path
+    later: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -548,6 +612,10 @@ class PredictionFolder:
     format: str
     meta: dict[str, Any]
     index: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the one-click prompt rule the predictions declare (:data:`CLICK_RULES`), None if unsaid
+    click_rule: str | None = None
+    #: masks per instance (``clicks`` of ``aims_predictions.json``; 1 unless declared)
+    clicks: int = 1
 
     @property
     def configs(self) -> list[str]:
@@ -569,8 +637,8 @@ class PredictionFolder:
         if self.format == "rle":
             return _load_rle(entry, expected)
         if self.format == "npz":
-            return _load_npz(entry, expected)
-        return _load_png(entry, expected)
+            return _load_npz(entry, expected, self.clicks)
+        return _load_png(entry, expected, self.clicks)
 
 
 def read_predictions(folder: str | Path, *, json_bound: JsonBound | Callable[[], JsonBound] | None = None
@@ -643,10 +711,15 @@ def read_predictions(folder: str | Path, *, json_bound: JsonBound | Callable[[],
         raise AimsError(f"{root / META_FILE} declares format {declared!r} but the folder holds {fmt} files; "
                         "the metadata belongs to another run.", path=root / META_FILE)
     meta = meta_doc.get("meta", {}) if isinstance(meta_doc.get("meta", {}), dict) else {}
-    pf = PredictionFolder(root, fmt, dict(meta))
+    click_rule, clicks = _declared_clicks(meta_doc, meta, root / META_FILE)
+    pf = PredictionFolder(root, fmt, dict(meta), click_rule=click_rule, clicks=clicks)
     if fmt == "rle":
         bound = json_bound() if callable(json_bound) else json_bound
-        _index_rle(pf, json_files, bound or JsonBound(DEFAULT_MAX_JSON_BYTES, "by default"))
+        bound = bound or JsonBound(DEFAULT_MAX_JSON_BYTES, "by default")
+        if clicks > 1:  # K masks per instance: K times the per-instance allowance
+            bound = JsonBound((1 << 20) + (bound.max_bytes - (1 << 20)) * clicks,
+                              f"{bound.why}, times {clicks} masks per instance")
+        _index_rle(pf, json_files, bound)
     elif fmt == "npz":
         for p in npz_files:
             pf.index.setdefault(_config_of(p.parent), {})[p.name[: -len(".npz")]] = p
@@ -664,6 +737,28 @@ def _read_meta(meta_path: Path) -> dict[str, Any]:
         raise AimsError(f"{meta_path} is not valid predictions metadata (not a JSON object); it must be the "
                         "JSON object written by aims.predictions.PredictionWriter.", path=meta_path)
     return doc
+
+
+def _declared_clicks(doc: Mapping[str, Any], meta: Mapping[str, Any], path: Path) -> tuple[str | None, int]:
+    """(click rule, clicks per instance) that the metadata declares. The click rule is
+    ``click_rule`` (written by :class:`PredictionWriter`), else the producer's
+    ``meta.click_rule`` or ``meta.protocol`` (what ``aims baseline predict`` wrote before
+    the field existed); None when none is said. ``clicks`` is 1 unless declared."""
+    rule = doc.get("click_rule")
+    if rule is None:
+        rule = meta.get("click_rule", meta.get("protocol"))
+        if rule not in CLICK_RULES:
+            rule = None
+    elif rule not in CLICK_RULES:
+        raise AimsError(f"{path}: click_rule {_short(rule)} is not one of {', '.join(CLICK_RULES)} (the dataset "
+                        "column the first click came from: point → aims, point_simcmf → simcmf).", path=path)
+    clicks = doc.get("clicks", 1)
+    if clicks is None:
+        clicks = 1
+    if isinstance(clicks, bool) or not isinstance(clicks, int) or not 1 <= clicks <= MAX_CLICKS:
+        raise AimsError(f"{path}: clicks {_short(clicks)} must be an integer from 1 to {MAX_CLICKS} (the masks "
+                        "each instance carries, after click 1..K).", path=path)
+    return rule, clicks
 
 
 def _config_of(d: Path) -> str:
@@ -716,7 +811,14 @@ def _index_record(pf: PredictionFolder, seen: dict[tuple[str, str, int], str], r
         raise AimsError(f"duplicate prediction for config {config!r}, image {image_id!r}, instance "
                         f"{iid}: {seen[key]} and {where}. Keep one mask per instance.", path=path)
     seen[key] = where
-    pf.index.setdefault(config, {}).setdefault(image_id, []).append(_RleRecord(iid, rec["segmentation"], where, path))
+    later = rec.get("later_clicks", [])
+    if not isinstance(later, list) or len(later) != pf.clicks - 1:
+        n = len(later) if isinstance(later, list) else _short(later)
+        raise AimsError(f"{where}: later_clicks holds {n} mask(s), but {META_FILE} declares {pf.clicks} click(s) per "
+                        f"instance, so it must be a list of {pf.clicks - 1} RLE mask(s) (after click 2..K). Declare "
+                        f'"clicks": K in {META_FILE} for interactive predictions.', path=path)
+    pf.index.setdefault(config, {}).setdefault(image_id, []).append(
+        _RleRecord(iid, rec["segmentation"], where, path, later))
 
 
 _REPR = reprlib.Repr()
@@ -730,25 +832,45 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
+_PNG_STEM = re.compile(r"^([0-9]{1,10})(?:_([0-9]{1,2}))?$")
+
+
 def _index_png(pf: PredictionFolder, dirs: list[Path]) -> None:
+    """``index[config][image_id] = {instance_id: [png after click 1, …, click K]}``, K =
+    ``pf.clicks``: ``<id>.png`` is click 1, ``<id>_<c>.png`` click c (2 ≤ c ≤ K). Names
+    only (nothing is opened here); gaps, extra clicks and duplicates are refused."""
     for d in dirs:
         config = _config_of(d.parent)
-        entry: dict[int, Path] = {}
+        clicks: dict[int, dict[int, Path]] = {}
         for p in sorted(d.iterdir()):
             if p.name.startswith("."):
                 continue
             kind = entry_kind(p)
-            if not (kind == "file" and p.suffix == ".png" and p.stem.isdigit() and p.stem.isascii()
-                    and len(p.stem) <= 10):
+            m = _PNG_STEM.match(p.stem) if p.suffix == ".png" and p.stem.isascii() else None
+            if not (kind == "file" and m):
                 raise AimsError(f"unexpected entry {p}: the png format holds <config>/<image_id>/"
-                                "<instance_id>.png files (instance id in decimal).", path=p)
-            iid = int(p.stem)
-            if iid in entry:
-                raise AimsError(f"duplicate prediction for config {config!r}, image {d.name!r}, instance "
-                                f"{iid}: {entry[iid]} and {p}.", path=p)
+                                "<instance_id>.png files (instance id in decimal), and <instance_id>_<c>.png for "
+                                "the mask after click c of interactive predictions.", path=p)
+            iid, c = int(m.group(1)), int(m.group(2) or 1)
             if iid <= 0:
                 raise AimsError(f"{p}: instance ids start at 1.", path=p)
-            entry[iid] = p
+            if m.group(2) is not None and not 2 <= c <= pf.clicks:
+                raise AimsError(f"{p}: the mask after click {c}, but {META_FILE} declares {pf.clicks} click(s) per "
+                                f"instance (files <id>_2.png … <id>_{pf.clicks}.png; <id>.png is click 1).", path=p)
+            per = clicks.setdefault(iid, {})
+            if c in per:
+                raise AimsError(f"duplicate prediction for config {config!r}, image {d.name!r}, instance "
+                                f"{iid}: {per[c]} and {p}.", path=p)
+            per[c] = p
+        entry: dict[int, list[Path]] = {}
+        for iid, per in clicks.items():
+            absent = [c for c in range(1, pf.clicks + 1) if c not in per]
+            if absent:
+                name = f"{iid}.png" if absent[0] == 1 else f"{iid}_{absent[0]}.png"
+                raise AimsError(f"{d}: instance {iid} has no mask after click {absent[0]} ({name}); with "
+                                f"{pf.clicks} click(s) declared in {META_FILE} every instance has all of them.",
+                                path=d)
+            entry[iid] = [per[c] for c in range(1, pf.clicks + 1)]
         pf.index.setdefault(config, {})[d.name] = entry
 
 
@@ -759,20 +881,37 @@ def _load_rle(records: list[_RleRecord], expected: ExpectedImage | None) -> Imag
     if records:
         _check_count(str(records[0].path), len(records), expected, records[0].path)
     ids, sizes, counts, where = [], [], [], []
+    n_later = len(records[0].later) if records else 0
+    later_counts: list[list[np.ndarray]] = [[] for _ in range(n_later)]
     accepted = expected.sizes if expected is not None else None
     for r in records:
-        try:
-            size, c = parse_rle(r.segmentation, accepted)
-        except RleSizeError as exc:
-            raise _size_error(r.where, exc.size, expected, r.path) from None
-        except RleError as exc:
-            raise AimsError(f"{r.where}: corrupt RLE segmentation: {exc}.", path=r.path) from None
+        size, c = _parse_record_rle(r, r.segmentation, accepted, expected, r.where)
+        for k, seg in enumerate(r.later):
+            where_k = f"{r.where} (later_clicks[{k}], the mask after click {k + 2})"
+            size_k, c_k = _parse_record_rle(r, seg, accepted, expected, where_k)
+            if size_k != size:
+                raise AimsError(f"{where_k}: size {size_k[0]}x{size_k[1]} differs from the instance's first mask "
+                                f"{size[0]}x{size[1]}; every click's mask has the same size.", path=r.path)
+            later_counts[k].append(c_k)
         ids.append(r.instance_id)
         sizes.append(size)
         counts.append(c)
         where.append(r.where)
-    return ImagePredictions(np.asarray(ids, np.int64), np.asarray(sizes, np.int64).reshape(-1, 2), where,
-                            counts=counts)
+    id_arr = np.asarray(ids, np.int64)
+    size_arr = np.asarray(sizes, np.int64).reshape(-1, 2)
+    later = [ImagePredictions(id_arr, size_arr, [f"{w} (click {k + 2})" for w in where], counts=lc)
+             for k, lc in enumerate(later_counts)]
+    return ImagePredictions(id_arr, size_arr, where, counts=counts, later=later)
+
+
+def _parse_record_rle(r: _RleRecord, seg: Any, accepted: Any, expected: ExpectedImage | None,
+                      where: str) -> tuple[tuple[int, int], np.ndarray]:
+    try:
+        return parse_rle(seg, accepted)
+    except RleSizeError as exc:
+        raise _size_error(where, exc.size, expected, r.path) from None
+    except RleError as exc:
+        raise AimsError(f"{where}: corrupt RLE segmentation: {exc}.", path=r.path) from None
 
 
 # --------------------------------------------------------------------------- npz
@@ -903,10 +1042,10 @@ def _read_member(zf: zipfile.ZipFile, m: _NpyMember, path: Path) -> np.ndarray:
         raise _npz_error(path, exc) from None
 
 
-def _npz_file_bound(expected: ExpectedImage | None) -> int:
+def _npz_file_bound(expected: ExpectedImage | None, clicks: int = 1) -> int:
     if expected is None:
-        return MAX_DECODED_BYTES + (1 << 20)
-    return expected.max_instances * expected.max_pixels * MAX_ITEMSIZE + (1 << 20)
+        return clicks * MAX_DECODED_BYTES + (1 << 20)
+    return clicks * expected.max_instances * expected.max_pixels * MAX_ITEMSIZE + (1 << 20)
 
 
 def _npz_count(path: Path) -> int:
@@ -916,8 +1055,8 @@ def _npz_count(path: Path) -> int:
     return ids.shape[0] if ids is not None and len(ids.shape) == 1 else 0
 
 
-def _load_npz(path: Path, expected: ExpectedImage | None) -> ImagePredictions:
-    with _open_npz(path, _npz_file_bound(expected)) as zf:
+def _load_npz(path: Path, expected: ExpectedImage | None, clicks: int = 1) -> ImagePredictions:
+    with _open_npz(path, _npz_file_bound(expected, clicks)) as zf:
         members = _npz_members(zf, path)
         keys = set(members)
         if "instance_ids" not in keys or not ({"masks"} <= keys or {"masks_packed", "shape"} <= keys):
@@ -926,9 +1065,9 @@ def _load_npz(path: Path, expected: ExpectedImage | None) -> ImagePredictions:
         n = _check_ids_header(members["instance_ids"], path, expected)
         ids = _read_member(zf, members["instance_ids"], path)
         if "masks" in keys:
-            dense = _read_dense(zf, members["masks"], n, path, expected)
+            dense = _read_dense(zf, members["masks"], n, path, expected, clicks)
         else:
-            dense = _read_packed(zf, members["masks_packed"], members["shape"], n, path, expected)
+            dense = _read_packed(zf, members["masks_packed"], members["shape"], n, path, expected, clicks)
     if ids.size and (ids.min() <= 0):
         raise AimsError(f"{path}: instance ids start at 1, found {int(ids.min())}.", path=path)
     uniq, cnt = np.unique(ids, return_counts=True)
@@ -936,8 +1075,13 @@ def _load_npz(path: Path, expected: ExpectedImage | None) -> ImagePredictions:
         raise AimsError(f"{path}: duplicate prediction for instance {int(uniq[cnt > 1][0])} "
                         "(instance_ids repeats it).", path=path)
     where = [f"{path} (instance {int(i)})" for i in ids]
-    sizes = np.tile(np.asarray(dense.shape[1:], np.int64), (n, 1))
-    return ImagePredictions(ids.astype(np.int64), sizes, where, dense=dense)
+    sizes = np.tile(np.asarray(dense.shape[-2:], np.int64), (n, 1))
+    ids = ids.astype(np.int64)
+    if clicks == 1:
+        return ImagePredictions(ids, sizes, where, dense=dense)
+    later = [ImagePredictions(ids, sizes, [f"{w} (click {c + 1})" for w in where], dense=dense[:, c])
+             for c in range(1, clicks)]
+    return ImagePredictions(ids, sizes, where, dense=dense[:, 0], later=later)
 
 
 def _check_ids_header(m: _NpyMember, path: Path, expected: ExpectedImage | None) -> int:
@@ -947,16 +1091,22 @@ def _check_ids_header(m: _NpyMember, path: Path, expected: ExpectedImage | None)
     return m.shape[0]
 
 
+def _clicks_layout(clicks: int, n: int, tail: str) -> tuple[str, int]:
+    """The expected leading dimensions of a masks array, for messages and checks."""
+    return (f"(N, {tail})", 1) if clicks == 1 else (f"(N, K, {tail}) with K = {clicks} clicks", 2)
+
+
 def _read_dense(zf: zipfile.ZipFile, m: _NpyMember, n: int, path: Path,
-                expected: ExpectedImage | None) -> np.ndarray:
-    if len(m.shape) != 3 or m.shape[0] != n:
-        raise AimsError(f"{path}: masks must have shape (N, H, W) with N = {n} instance ids, found "
+                expected: ExpectedImage | None, clicks: int = 1) -> np.ndarray:
+    layout, lead = _clicks_layout(clicks, n, "H, W")
+    if len(m.shape) != lead + 2 or m.shape[0] != n or (clicks > 1 and m.shape[1] != clicks):
+        raise AimsError(f"{path}: masks must have shape {layout} and N = {n} instance ids, found "
                         f"{m.shape}.", path=path)
     if m.dtype.kind not in MASK_DTYPE_KINDS or m.dtype.itemsize > MAX_ITEMSIZE:
         raise AimsError(f"{path}: masks must be boolean, integer or float 0/1 values (bool or uint8 "
                         f"recommended), found dtype {m.dtype}.", path=path)
-    _check_size(str(path), (m.shape[1], m.shape[2]), expected, path)
-    if expected is None and n * m.shape[1] * m.shape[2] * m.dtype.itemsize > MAX_DECODED_BYTES:
+    _check_size(str(path), (m.shape[-2], m.shape[-1]), expected, path)
+    if expected is None and clicks * n * m.shape[-2] * m.shape[-1] * m.dtype.itemsize > clicks * MAX_DECODED_BYTES:
         raise AimsError(f"{path}: masks {m.dtype} {m.shape} would take more than {MAX_DECODED_BYTES} bytes "
                         "decoded; refused.", path=path)
     masks = _read_member(zf, m, path)
@@ -967,7 +1117,7 @@ def _read_dense(zf: zipfile.ZipFile, m: _NpyMember, n: int, path: Path,
 
 
 def _read_packed(zf: zipfile.ZipFile, packed_m: _NpyMember, shape_m: _NpyMember, n: int, path: Path,
-                 expected: ExpectedImage | None) -> np.ndarray:
+                 expected: ExpectedImage | None, clicks: int = 1) -> np.ndarray:
     if shape_m.shape != (2,) or shape_m.dtype.kind not in "iu" or shape_m.dtype.itemsize > MAX_ITEMSIZE:
         raise AimsError(f"{path}: shape must be [H, W] positive integers, found {shape_m.dtype} {shape_m.shape}.",
                         path=path)
@@ -977,11 +1127,13 @@ def _read_packed(zf: zipfile.ZipFile, packed_m: _NpyMember, shape_m: _NpyMember,
     h, w = int(shape[0]), int(shape[1])
     _check_size(str(path), (h, w), expected, path)
     nbytes = (h * w + 7) // 8
-    if packed_m.dtype != np.uint8 or packed_m.shape != (n, nbytes):
-        raise AimsError(f"{path}: masks_packed must be uint8 of shape (N, ceil(H*W/8)) = ({n}, {nbytes}) "
+    want = (n, nbytes) if clicks == 1 else (n, clicks, nbytes)
+    if packed_m.dtype != np.uint8 or packed_m.shape != want:
+        layout = "(N, ceil(H*W/8))" if clicks == 1 else f"(N, K, ceil(H*W/8)) with K = {clicks} clicks"
+        raise AimsError(f"{path}: masks_packed must be uint8 of shape {layout} = {want} "
                         f"from np.packbits, found {packed_m.dtype} {packed_m.shape}.", path=path)
     packed = _read_member(zf, packed_m, path)
-    return np.unpackbits(packed, axis=1, count=h * w).reshape(n, h, w).view(bool)
+    return np.unpackbits(packed, axis=-1, count=h * w).reshape(*want[:-1], h, w).view(bool)
 
 
 # --------------------------------------------------------------------------- png
@@ -1021,10 +1173,24 @@ def _read_png_mask(p: Path, expected: ExpectedImage | None) -> np.ndarray:
     return a
 
 
-def _load_png(entry: Mapping[int, Path], expected: ExpectedImage | None) -> ImagePredictions:
+def _load_png(entry: Mapping[int, list[Path]], expected: ExpectedImage | None, clicks: int = 1) -> ImagePredictions:
     ids = sorted(entry)
     if ids:
-        _check_count(str(entry[ids[0]].parent), len(ids), expected, entry[ids[0]].parent)
+        _check_count(str(entry[ids[0]][0].parent), len(ids), expected, entry[ids[0]][0].parent)
+    per_click = [_load_png_click({iid: entry[iid][c] for iid in ids}, expected) for c in range(clicks)]
+    first = per_click[0]
+    for c, later in enumerate(per_click[1:], start=2):
+        for k, iid in enumerate(ids):
+            if tuple(later.sizes[k]) != tuple(first.sizes[k]):
+                raise AimsError(f"{entry[iid][c - 1]}: size {later.sizes[k][0]}x{later.sizes[k][1]} differs from "
+                                f"the instance's first mask {first.sizes[k][0]}x{first.sizes[k][1]}; every click's "
+                                "mask has the same size.", path=entry[iid][c - 1])
+    first.later = per_click[1:]
+    return first
+
+
+def _load_png_click(entry: Mapping[int, Path], expected: ExpectedImage | None) -> ImagePredictions:
+    ids = sorted(entry)
     masks, sizes, where = [], [], []
     for iid in ids:
         p = entry[iid]

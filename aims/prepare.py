@@ -359,6 +359,10 @@ def _skipped_notes(skipped: list[Skipped]) -> list[str]:
 # --------------------------------------------------------------------------- several sources
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def run_prepare(groups: dict[str, list[str]], *, sources: Mapping[str, object], out: Path,
                 workers: int | None, progress: bool, instances: str = "release") -> list[str]:
     """Prepare every source group ({source: [configs]}) and return the summary lines.
@@ -367,19 +371,21 @@ def run_prepare(groups: dict[str, list[str]], *, sources: Mapping[str, object], 
     from aims.converters.registry import converter
 
     start = time.perf_counter()
-    lines = []
+    lines: list[str] = []
+    skips: list[str] = []      # after the table, so it stays one row per config
     for name, configs in groups.items():
         result = prepare_source(converter(name), configs, dataset_dir=out, source=sources[name],
                                 workers=workers, progress=progress, instances=instances)
         for config, splits in result.counts.items():
-            parts = ", ".join(f"{s}: {c['images']} images, {c['instances']} instances"
+            parts = ", ".join(f"{s}: {_count(c['images'], 'image')}, {_count(c['instances'], 'instance')}"
                               for s, c in splits.items())
             lines.append(f"  {config:<17} {parts}")
         if result.skipped:
-            lines.append(f"  {name}: skipped {len(result.skipped)} sample(s):")
-            lines += [f"    {s.image_id}: {s.reason} ({s.path})" for s in result.skipped[:10]]
+            skips.append(f"  {name}: skipped {_count(len(result.skipped), 'sample')}:")
+            skips += [f"    {s.image_id}: {s.reason} ({s.path})" for s in result.skipped[:10]]
             if len(result.skipped) > 10:
-                lines.append(f"    … and {len(result.skipped) - 10} more (listed in the dataset card)")
+                skips.append(f"    … and {len(result.skipped) - 10} more (listed in the dataset card)")
+    lines += skips
     lines.insert(0, f"Prepared {sum(len(c) for c in groups.values())} config(s) in "
                     f"{time.perf_counter() - start:.1f} s:")
     lines.append(f"Dataset: {out}")

@@ -33,6 +33,13 @@ class UploadPlan:
     def total_bytes(self) -> int:
         return sum(size for _, size in self.files)
 
+    def load_lines(self, *, uploaded: bool) -> list[str]:
+        """The exact lines that load each published config (the Hub id is the repo id;
+        ``datasets`` resolves ``ORG/NAME`` on the Hub, a bare name would be a local folder)."""
+        head = "Load it with:" if uploaded else "Once uploaded, load it with:"
+        return [head, "  from datasets import load_dataset"] + [
+            f'  load_dataset("{self.repo_id}", "{config}")' for config in self.configs]
+
     def lines(self) -> list[str]:
         out = [f"Would upload {len(self.files)} files ({_human(self.total_bytes)}) of configs "
                f"{', '.join(self.configs)} to https://huggingface.co/datasets/{self.repo_id}:"]

@@ -278,6 +278,28 @@ def _cross_field_problems(doc: Any) -> list[Problem]:
             if counts["n_missing"] > counts["n_evaluated"]:
                 problems.append((("configs", name, "n_missing"),
                                  f"{counts['n_missing']} is above n_evaluated ({counts['n_evaluated']})"))
+        problems += _interactive_problems(name, summary.get("interactive"))
+    return problems
+
+
+def _interactive_problems(name: str, block: Any) -> list[Problem]:
+    """An interactive block is consistent: one mIoU per click, a click budget within the
+    clicks, and NoC values within the budget."""
+    if not isinstance(block, dict):
+        return []
+    where = ("configs", name, "interactive")
+    clicks, cap, at = block.get("clicks"), block.get("max_clicks"), block.get("miou_at")
+    if not (isinstance(clicks, int) and isinstance(cap, int) and isinstance(at, list)):
+        return []
+    problems: list[Problem] = []
+    if len(at) != clicks:
+        problems.append(((*where, "miou_at"), f"holds {len(at)} values for {clicks} clicks"))
+    if cap > clicks:
+        problems.append(((*where, "max_clicks"), f"{cap} is above clicks ({clicks})"))
+    for key in ("noc85", "noc90"):
+        v = block.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v > cap:
+            problems.append(((*where, key), f"{v} is above max_clicks ({cap})"))
     return problems
 
 

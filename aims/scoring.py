@@ -47,10 +47,13 @@ from aims import __version__
 from aims.atomic import TEMP_PATTERN, atomic_write_bytes, atomic_write_text, remove_stale_temporaries, temporary_sibling
 from aims.errors import AimsError
 from aims.metrics import (
+    NOC_MAX_CLICKS,
+    NOC_THRESHOLDS,
     bootstrap_ci,
     dense_intersections,
-    iou_from_counts,
     label_boxes,
+    miou_at_clicks,
+    number_of_clicks,
     rle_intersections,
     size_bucket,
 )
@@ -70,8 +73,9 @@ from aims.derived import LiveMapping
 from aims.protocols import Protocol, get_protocol
 from aims.results import RESULTS_FORMAT, clean_json
 
-__all__ = ["HEADLINE_MODALITIES", "SCORES_FILES", "GroundTruthImage", "ImageInfo", "Scores", "check_scores_target",
-           "ground_truth_index", "is_scores_folder", "iter_ground_truth", "score_predictions"]
+__all__ = ["HEADLINE_MODALITIES", "MIN_CI_IMAGES", "SCORES_FILES", "GroundTruthImage", "ImageInfo", "Scores",
+           "check_scores_target", "ground_truth_index", "is_scores_folder", "iter_ground_truth",
+           "not_in_headline", "score", "score_predictions"]
 
 #: The modalities of the headline number and the config that represents each: every config
 #: whose record says ``headline=True`` (derived, always current). The paper's
@@ -83,10 +87,23 @@ HEADLINE_MODALITIES: Mapping[str, str] = LiveMapping(
 MISSING_POLICIES = ("error", "zero")
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
+#: A bootstrap interval over fewer images than this is flagged as rough (a warning).
+MIN_CI_IMAGES = 30
+#: The per-instance table's columns; interactive predictions add ``click_ious`` (IoU after
+#: each click). Older tables lack ``dice``: a scores folder is recognised by the others.
 TABLE_COLUMNS = [
     "config", "image_id", "instance_id", "category", "category_name", "area", "eval_area",
-    "size", "evaluated", "missing", "intersection", "pred_area", "gt_area", "iou",
+    "size", "evaluated", "missing", "intersection", "pred_area", "gt_area", "iou", "dice",
 ]
+_SCORES_FOLDER_COLUMNS = [c for c in TABLE_COLUMNS if c != "dice"]
+
+
+def not_in_headline(configs: Sequence[str] | None = None) -> list[str]:
+    """Configs (of ``configs``, default every known config) that are scored and reported
+    but do not enter the headline mean (``polarization-zju`` among the built-ins): derived
+    from the records, like :data:`HEADLINE_MODALITIES`."""
+    names = list(configs) if configs is not None else list(registry.config_records())
+    return [c for c in names if c not in HEADLINE_MODALITIES.values()]
 #: The columns of a prepared shard the scorer reads (a shard without one is refused by name).
 GT_COLUMNS = ["image_id", "instances", "instance_ids", "category", "area", "bbox"]
 #: What ``aims score`` writes into its output folder (and all such a folder may hold).
@@ -113,11 +130,10 @@ class GroundTruthImage:
 
 
 def _resolve_data_dir(data_dir: str | Path | None) -> Path:
-    if data_dir is None:
-        from aims.paths import default_dataset_dir
+    """The dataset folder, found as ``aims.load_dataset`` finds it (:func:`aims.loader.dataset_root`)."""
+    from aims.loader import dataset_root
 
-        return Path(default_dataset_dir())
-    return Path(data_dir).expanduser()
+    return dataset_root(data_dir)
 
 
 def split_shards(data_dir: str | Path | None, config: str, split: str) -> list[Path]:
@@ -317,20 +333,25 @@ def _fail(where: str, msg: str) -> AimsError:
 
 
 def score_image(
-    protocol: Protocol, config: str, split: str, gt: GroundTruthImage, preds: ImagePredictions | None
+    protocol: Protocol, config: str, split: str, gt: GroundTruthImage, preds: ImagePredictions | None,
+    clicks: int = 1,
 ) -> dict[str, np.ndarray]:
     """Per-instance arrays of one image (aligned with ``gt.instance_ids``): intersection,
-    prediction and ground-truth areas in the protocol's frame, IoU (NaN where there is no
-    prediction), the protocol's filter area and evaluated flag, and ``have`` (predicted)."""
+    prediction and ground-truth areas in the protocol's frame, IoU and Dice (NaN where there
+    is no prediction), the protocol's filter area and evaluated flag, ``have`` (predicted),
+    and ``click_ious`` (N, K): the IoU after each click of interactive predictions (K = 1
+    otherwise; column 0 is ``iou``)."""
     ids = gt.instance_ids
     n = ids.size
     frame = protocol.frame(config, gt.id_map, ids, gt.area)
     native = frame.rows is None
     boxes = gt.bbox if native else label_boxes(frame.label, ids)
+    clicks = preds.n_clicks if preds is not None else clicks
     inter = np.zeros(n, np.int64)
     parea = np.zeros(n, np.int64)
     garea = np.full(n, -1, np.int64)
     have = np.zeros(n, bool)
+    click_ious = np.full((n, clicks), np.nan)
     if preds is not None and len(preds):
         pos = {int(i): j for j, i in enumerate(ids)}
         rows = np.empty(len(preds), np.int64)
@@ -348,23 +369,11 @@ def score_image(
                 exp = " or ".join(f"{h}x{w}" for h, w in accepted)
                 raise _fail(preds.where[k], f"mask size {size[0]}x{size[1]} (HxW) does not match image "
                             f"{gt.image_id!r} of config {config!r}: expected {exp} for protocol {protocol.version}.")
-        if preds.counts is not None and native:
-            i_, a_, g_ = rle_intersections(frame.label, ids[rows], boxes[rows], preds.counts)
-        elif preds.counts is not None:
-            i_ = np.zeros(len(preds), np.int64)
-            a_ = np.zeros(len(preds), np.int64)
-            g_ = np.zeros(len(preds), np.int64)
-            groups: dict[tuple[int, int], list[int]] = {}
-            for k, size in enumerate(sizes):
-                groups.setdefault(size, []).append(k)
-            for size, ks in groups.items():
-                stack = np.stack([counts_to_mask(preds.counts[k], size) for k in ks])
-                fr = frame.to_frame(stack, size)
-                i_[ks], a_[ks], g_[ks] = dense_intersections(frame.label, ids[rows[ks]], boxes[rows[ks]], fr)
-        else:
-            fr = frame.to_frame(preds.dense, sizes[0])
-            i_, a_, g_ = dense_intersections(frame.label, ids[rows], boxes[rows], fr)
-        inter[rows], parea[rows], garea[rows], have[rows] = i_, a_, g_, True
+        for c in range(clicks):
+            i_, a_, g_ = _click_counts(frame, ids[rows], boxes[rows], preds.at_click(c + 1), sizes, native)
+            if c == 0:
+                inter[rows], parea[rows], garea[rows], have[rows] = i_, a_, g_, True
+            click_ious[rows, c] = protocol.iou(i_, a_, g_)
     todo = np.flatnonzero(garea < 0)
     for j in todo:
         x, y, w, h = (int(v) for v in boxes[j])
@@ -372,13 +381,41 @@ def score_image(
     if native and not np.array_equal(garea, gt.area):
         raise AimsError(f"the dataset is inconsistent: in image {gt.image_id!r} of config {config!r} the instance "
                         "map, areas and bounding boxes disagree; re-prepare the config.")
-    iou = iou_from_counts(inter, parea, garea, protocol.eps)
+    iou = protocol.iou(inter, parea, garea)
     iou[~have] = np.nan
-    return {"inter": inter, "pred_area": parea, "gt_area": garea, "have": have, "iou": iou,
-            "eval_area": frame.eval_area, "evaluated": frame.evaluated}
+    dice = protocol.dice(inter, parea, garea)
+    dice[~have] = np.nan
+    return {"inter": inter, "pred_area": parea, "gt_area": garea, "have": have, "iou": iou, "dice": dice,
+            "click_ious": click_ious, "eval_area": frame.eval_area, "evaluated": frame.evaluated}
+
+
+def _click_counts(frame: Any, ids: np.ndarray, boxes: np.ndarray, preds: ImagePredictions,
+                  sizes: list[tuple[int, int]], native: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(|P∩G|, |P|, |G|) of one click's masks in the protocol's frame (RLE intersected
+    without decoding at native resolution; decoded and brought into the frame otherwise)."""
+    if preds.counts is not None and native:
+        return rle_intersections(frame.label, ids, boxes, preds.counts)
+    if preds.counts is not None:
+        i_ = np.zeros(len(preds), np.int64)
+        a_ = np.zeros(len(preds), np.int64)
+        g_ = np.zeros(len(preds), np.int64)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for k, size in enumerate(sizes):
+            groups.setdefault(size, []).append(k)
+        for size, ks in groups.items():
+            stack = np.stack([counts_to_mask(preds.counts[k], size) for k in ks])
+            fr = frame.to_frame(stack, size)
+            i_[ks], a_[ks], g_[ks] = dense_intersections(frame.label, ids[ks], boxes[ks], fr)
+        return i_, a_, g_
+    fr = frame.to_frame(preds.dense, sizes[0])
+    return dense_intersections(frame.label, ids, boxes, fr)
 
 
 # --------------------------------------------------------------------------- scores
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
 
 
 def _mean(x: np.ndarray) -> float | None:
@@ -399,6 +436,44 @@ class Scores:
     dataset: dict[str, Any] = field(default_factory=dict)
     not_scored: dict[str, int] = field(default_factory=dict)
     category_names: dict[str, list[str]] = field(default_factory=dict)
+    #: masks per instance (K > 1: interactive predictions, see :meth:`interactive_summary`)
+    clicks: int = 1
+    #: which click the predictions declare and whether it matches the protocol's
+    click_rule: dict[str, Any] = field(default_factory=dict)
+    #: notes from scoring itself (click rule unsaid or overridden); see :attr:`warnings`
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        """What a reader of the numbers must know: the scoring notes, and every config
+        whose bootstrap interval comes from fewer than :data:`MIN_CI_IMAGES` images."""
+        out = list(self.notes)
+        for c in self.configs:
+            ev = self.table[(self.table["config"] == c) & self.table["evaluated"]]
+            n = int(ev["image_id"].nunique())
+            if 0 < n < MIN_CI_IMAGES:
+                out.append(f"config {c!r}: the 95 % bootstrap interval comes from {n} image(s), fewer than "
+                           f"{MIN_CI_IMAGES}; read it as rough.")
+        return out
+
+    def interactive_summary(self, config: str) -> dict[str, Any] | None:
+        """mIoU@k for k = 1..K and NoC@85/NoC@90 (RITM's count, at most
+        ``min(K, 20)`` clicks; an instance that never reaches the IoU counts that many),
+        over the evaluated instances of ``config``; None for one-click predictions."""
+        if self.clicks < 2 or "click_ious" not in self.table:
+            return None
+        t = self.table[(self.table["config"] == config) & self.table["evaluated"]]
+        ious = (np.stack(t["click_ious"].to_numpy()).astype(np.float64) if len(t)
+                else np.zeros((0, self.clicks)))
+        cap = min(self.clicks, NOC_MAX_CLICKS)
+        out: dict[str, Any] = {"clicks": self.clicks, "max_clicks": cap, "ritm_comparable": cap == NOC_MAX_CLICKS,
+                               "miou_at": miou_at_clicks(ious)}
+        for thr in NOC_THRESHOLDS:
+            key = f"noc{round(thr * 100)}"
+            noc = number_of_clicks(ious, thr, cap)
+            out[key] = float(noc.mean()) if noc.size else None
+            out[f"{key}_at_max"] = int((noc == cap).sum())
+        return out
 
     def config_summary(self, config: str) -> dict[str, Any]:
         """mIoU (mean over evaluated instances: the headline), per-image mean, 95 %
@@ -416,9 +491,10 @@ class Scores:
         for name, grp in ev.groupby("category_name", sort=True):
             by_cat[str(name)] = {"miou": _mean(grp["iou"].to_numpy(np.float64)), "n": int(len(grp))}
         modality = next((m for m, c in HEADLINE_MODALITIES.items() if c == config), None)
-        return {
+        out = {
             "modality": modality,
             "miou": _mean(iou),
+            "mdice": _mean(ev["dice"].to_numpy(np.float64)),
             "image_miou": _mean(per_image),
             "ci95": None if ci is None else [ci[0], ci[1]],
             "n_images": int(t["image_id"].nunique()),
@@ -430,6 +506,10 @@ class Scores:
             "by_size": by_size,
             "by_category": by_cat,
         }
+        interactive = self.interactive_summary(config)
+        if interactive is not None:
+            out["interactive"] = interactive
+        return out
 
     def summary(self) -> dict[str, dict[str, Any]]:
         return {c: self.config_summary(c) for c in self.configs}
@@ -438,9 +518,12 @@ class Scores:
         """Mean of the headline modality mIoUs, only when all of them were scored."""
         summary = summary if summary is not None else self.summary()
         per = {m: (summary[c]["miou"] if c in summary else None) for m, c in HEADLINE_MODALITIES.items()}
+        dice = {m: (summary[c].get("mdice") if c in summary else None) for m, c in HEADLINE_MODALITIES.items()}
         complete = all(v is not None for v in per.values())
         return {"miou": float(np.mean(list(per.values()))) if complete else None,
-                "complete": complete, "modalities": per, "configs": dict(HEADLINE_MODALITIES)}
+                "mdice": float(np.mean(list(dice.values()))) if complete and None not in dice.values() else None,
+                "complete": complete, "modalities": per, "configs": dict(HEADLINE_MODALITIES),
+                "not_in_headline": not_in_headline()}
 
     def results(self, *, created: str | None = None) -> dict[str, Any]:
         """The results JSON document (schema: leaderboard/results.schema.json)."""
@@ -463,18 +546,23 @@ class Scores:
             "not_scored": dict(self.not_scored),
             "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "seed": BOOTSTRAP_SEED, "unit": "image",
                           "confidence": 0.95},
+            "click_rule": dict(self.click_rule) or {"predictions": None, "protocol": self.protocol.name,
+                                                    "match": None, "mismatch_allowed": False},
+            "clicks": self.clicks,
+            "warnings": self.warnings,
         }
         return clean_json(doc)
 
     def format_table(self) -> str:
-        """A readable terminal table (mIoU in %)."""
+        """A readable terminal table (mIoU and mDice in %), the headline and what it
+        averages, and the interactive metrics of interactive predictions."""
         summary = self.summary()
 
         def pct(v: float | None) -> str:
             return "  -  " if v is None else f"{100 * v:5.2f}"
 
         head = (f"{'config':<17} {'images':>6} {'inst':>6} {'eval':>6} {'miss':>5} {'mIoU':>6} "
-                f"{'95% CI':>13} {'img-mIoU':>8} {'small':>6} {'medium':>6} {'large':>6}")
+                f"{'95% CI':>13} {'mDice':>6} {'img-mIoU':>8} {'small':>6} {'medium':>6} {'large':>6}")
         lines = [f"protocol {self.protocol.version}, split {self.split}, predictions: {self.prediction_format}"
                  + (f", method {self.meta.get('method')}" if self.meta.get("method") else "")
                  + (f", model {self.meta.get('model')}" if self.meta.get("model") else ""),
@@ -484,19 +572,36 @@ class Scores:
             ci_s = "      -      " if ci is None else f"{100 * ci[0]:5.2f}-{100 * ci[1]:5.2f}"
             lines.append(
                 f"{c:<17} {s['n_images']:>6} {s['n_instances']:>6} {s['n_evaluated']:>6} {s['n_missing']:>5} "
-                f"{pct(s['miou']):>6} {ci_s:>13} {pct(s['image_miou']):>8} {pct(s['by_size']['small']['miou']):>6} "
-                f"{pct(s['by_size']['medium']['miou']):>6} {pct(s['by_size']['large']['miou']):>6}"
+                f"{pct(s['miou']):>6} {ci_s:>13} {pct(s['mdice']):>6} {pct(s['image_miou']):>8} "
+                f"{pct(s['by_size']['small']['miou']):>6} {pct(s['by_size']['medium']['miou']):>6} "
+                f"{pct(s['by_size']['large']['miou']):>6}"
             )
         h = self.headline(summary)
+        names = ", ".join(HEADLINE_MODALITIES)
+        n = len(HEADLINE_MODALITIES)
         if h["complete"]:
-            lines.append(f"headline (mean of 5 modalities): {pct(h['miou'])}")
+            lines.append(f"headline = mean of the {n} modality mIoUs ({names}): {pct(h['miou'])} "
+                         f"(mDice {pct(h['mdice'])})")
         else:
             absent = [m for m, v in h["modalities"].items() if v is None]
-            lines.append(f"headline: not computed (needs all 5 modalities; missing {', '.join(absent)})")
+            lines.append(f"headline: not computed (the mean of the {n} modalities {names}; missing "
+                         f"{', '.join(absent)})")
+        if h["not_in_headline"]:
+            lines.append(f"not in the headline (scored and reported only): {', '.join(h['not_in_headline'])}")
+        for c, s in summary.items():
+            it = s.get("interactive")
+            if it is None:
+                continue
+            at = " ".join(f"@{k}:{pct(v).strip()}" for k, v in enumerate(it["miou_at"], start=1))
+            cap = it["max_clicks"]
+            lines.append(f"{c}: interactive, {it['clicks']} clicks: mIoU{at}")
+            lines.append(f"{c}: NoC@85 {_num(it['noc85'])} ({it['noc85_at_max']} at {cap}), NoC@90 {_num(it['noc90'])} "
+                         f"({it['noc90_at_max']} at {cap}); max {cap} clicks"
+                         + ("" if it["ritm_comparable"] else f" (RITM counts up to {NOC_MAX_CLICKS}: not comparable)"))
         if any(s["n_missing"] for s in summary.values()):
             lines.append("missing predictions were scored as IoU 0 (--missing zero)")
-        for c, n in self.not_scored.items():
-            lines.append(f"not scored: {n} prediction(s) for config {c!r} (not selected with --config)")
+        for c, n_ in self.not_scored.items():
+            lines.append(f"not scored: {n_} prediction(s) for config {c!r} (not selected with --config)")
         return "\n".join(lines)
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
@@ -625,7 +730,7 @@ def _is_instances_table(path: Path) -> bool:
         names = pq.read_schema(path).names
     except (pa.ArrowException, OSError):
         return False
-    return set(TABLE_COLUMNS) <= set(names)
+    return set(_SCORES_FOLDER_COLUMNS) <= set(names)
 
 
 def check_scores_target(out_dir: str | Path) -> Path:
@@ -695,12 +800,15 @@ def score_predictions(
     missing: str = "error",
     progress: bool = False,
     fingerprint: bool = True,
+    allow_click_mismatch: bool = False,
 ) -> Scores:
     """Score a predictions folder against the prepared dataset (see the module docstring).
 
     ``configs``: the configs to score (default: every config the predictions cover; a
     selected config without any prediction counts all its instances as missing).
-    ``missing``: ``"error"`` (default) or ``"zero"``. Returns :class:`Scores`.
+    ``missing``: ``"error"`` (default) or ``"zero"``. Predictions that declare the other
+    protocol's click rule are refused unless ``allow_click_mismatch`` (then recorded).
+    Returns :class:`Scores`.
     """
     import pandas as pd
 
@@ -712,6 +820,7 @@ def score_predictions(
     gt_index = _IndexCache(data_dir, split)
     pf = predictions if isinstance(predictions, PredictionFolder) else read_predictions(
         predictions, json_bound=lambda: gt_index.json_bound(configs, proto))
+    click_rule, notes = _check_click_rule(pf, proto, allow_click_mismatch)
     chosen = list(dict.fromkeys(configs)) if configs else pf.configs
     for c in chosen:
         proto.check_config(c)
@@ -726,13 +835,14 @@ def score_predictions(
         if unknown:
             entry = pf.index[c][unknown[0]]
             where = (entry[0].where if pf.format == "rle" else
-                     str(entry) if pf.format == "npz" else str(next(iter(entry.values())).parent))
+                     str(entry) if pf.format == "npz" else str(next(iter(entry.values()))[0].parent))
             raise AimsError(
                 f"{where}: image {unknown[0]!r} is not in split {split!r} of config {c!r} "
                 f"({len(unknown)} unknown image id(s) in total). Check the split (--split) and the "
                 "config, or remove predictions for other images.", path=pf.path)
 
-    columns: dict[str, list[Any]] = {k: [] for k in TABLE_COLUMNS}
+    table_columns = TABLE_COLUMNS + (["click_ious"] if pf.clicks > 1 else [])
+    columns: dict[str, list[Any]] = {k: [] for k in table_columns}
     missing_list: list[tuple[str, str, int]] = []
     n_missing = 0
     names_by_config: dict[str, list[str]] = {}
@@ -755,15 +865,19 @@ def score_predictions(
                 expected = ExpectedImage(tuple(proto.accepted_sizes(info.size)), info.n_instances,
                                          f"image {gt.image_id!r} of config {c!r} (protocol {proto.version})")
                 preds = pf.image(c, gt.image_id, expected)
-            r = score_image(proto, c, split, gt, preds)
+            r = score_image(proto, c, split, gt, preds, pf.clicks)
             miss = r["evaluated"] & ~r["have"]
             if miss.any():
                 n_missing += int(miss.sum())
                 for k in np.flatnonzero(miss)[: max(0, 5 - len(missing_list))]:
                     missing_list.append((c, gt.image_id, int(gt.instance_ids[k])))
-            iou = r["iou"]
+            iou, dice, click_ious = r["iou"], r["dice"], r["click_ious"]
             if missing == "zero":
                 iou = np.where(miss, 0.0, iou)
+                dice = np.where(miss, 0.0, dice)
+                click_ious = np.where(miss[:, None], 0.0, click_ious)
+            if pf.clicks > 1:
+                columns["click_ious"] += list(click_ious)
             n = gt.instance_ids.size
             columns["config"] += [c] * n
             columns["image_id"] += [gt.image_id] * n
@@ -779,6 +893,7 @@ def score_predictions(
             columns["pred_area"].append(r["pred_area"])
             columns["gt_area"].append(r["gt_area"])
             columns["iou"].append(iou)
+            columns["dice"].append(dice)
         if bar is not None:
             bar.close()
     if n_missing and missing == "error":
@@ -786,15 +901,16 @@ def score_predictions(
 
     dtypes = {"instance_id": np.int64, "category": np.int64, "area": np.int64, "eval_area": np.int64,
               "size": object, "evaluated": bool, "missing": bool, "intersection": np.int64,
-              "pred_area": np.int64, "gt_area": np.int64, "iou": np.float64}
+              "pred_area": np.int64, "gt_area": np.int64, "iou": np.float64, "dice": np.float64}
     data = {}
-    for k in TABLE_COLUMNS:
+    for k in table_columns:
         v = columns[k]
         if k in dtypes:
             data[k] = np.concatenate(v).astype(dtypes[k]) if v else np.zeros(0, dtypes[k])
         else:
-            data[k] = np.asarray(v, dtype=object)
-    table = pd.DataFrame(data, columns=TABLE_COLUMNS)
+            data[k] = np.empty(len(v), dtype=object)
+            data[k][:] = v
+    table = pd.DataFrame(data, columns=table_columns)
     return Scores(
         table=table,
         protocol=proto,
@@ -806,4 +922,71 @@ def score_predictions(
         dataset=dataset_fingerprint(shards) if fingerprint else {},
         not_scored=not_scored,
         category_names=names_by_config,
+        clicks=pf.clicks,
+        click_rule=click_rule,
+        notes=notes,
     )
+
+
+#: The dataset column each click rule reads (docs/protocol.md).
+_CLICK_COLUMNS = {"aims": "point", "simcmf": "point_simcmf"}
+
+
+def _check_click_rule(pf: PredictionFolder, proto: Protocol, allow: bool) -> tuple[dict[str, Any], list[str]]:
+    """What the results record about the predictions' click rule, and the notes to show.
+    A declared rule other than the protocol's is an AimsError unless ``allow``. WHY: the
+    two protocols prompt with different clicks (``point`` vs ``point_simcmf``); masks made
+    from one scored under the other silently compare different tasks."""
+    declared = pf.click_rule
+    record = {"predictions": declared, "protocol": proto.name,
+              "match": None if declared is None else declared == proto.name, "mismatch_allowed": False}
+    notes: list[str] = []
+    if declared is None:
+        notes.append(f"the predictions do not say which click they were prompted with (click_rule in "
+                     f"aims_predictions.json); protocol {proto.name} assumes column "
+                     f"{_CLICK_COLUMNS.get(proto.name, 'point')!r}.")
+    elif declared != proto.name:
+        if not allow:
+            raise AimsError(
+                f"predictions in {pf.path} were made with the {declared!r} click (column "
+                f"{_CLICK_COLUMNS.get(declared, declared)!r}), but protocol {proto.name} prompts with "
+                f"{_CLICK_COLUMNS.get(proto.name, proto.name)!r}: their scores would not be comparable. Score them "
+                f"with --protocol {declared}, predict again with the {proto.name} click, or pass "
+                "--allow-click-mismatch (recorded in the results).", path=pf.path)
+        record["mismatch_allowed"] = True
+        notes.append(f"scored under protocol {proto.name} although the predictions used the {declared!r} click "
+                     "(--allow-click-mismatch); not comparable with matching results.")
+    return record, notes
+
+
+def score(
+    predictions: str | Path,
+    *,
+    data_dir: str | Path | None = None,
+    protocol: str = "aims",
+    configs: Sequence[str] | None = None,
+    split: str = "test",
+    missing: str = "error",
+    allow_click_mismatch: bool = False,
+    progress: bool = False,
+) -> Scores:
+    """Score a predictions folder against the prepared dataset: the Python face of
+    ``aims score``, which uses the same object.
+
+    ::
+
+        import aims
+
+        result = aims.score("runs/lora-depth/predictions", data_dir="~/aims/dataset", protocol="aims")
+        result.summary()["depth"]["miou"], result.summary()["depth"]["mdice"]
+        result.headline()["miou"]          # mean of the headline modalities, when all were scored
+        result.warnings                    # e.g. an interval from fewer than 30 images
+        result.table                       # one row per ground-truth instance (pandas)
+        result.results()                   # the results JSON document
+        result.write("runs/lora-depth/scores")
+
+    Returns a :class:`Scores` dataclass; raises :class:`aims.errors.AimsError` for any bad
+    input (the CLI's exit status 2). See :func:`score_predictions` for the parameters.
+    """
+    return score_predictions(predictions, data_dir=data_dir, configs=configs, split=split, protocol=protocol,
+                             missing=missing, progress=progress, allow_click_mismatch=allow_click_mismatch)

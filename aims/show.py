@@ -62,12 +62,12 @@ def show_dataset(
     """Write panels for the first ``limit`` images of ``split`` of each config, and one
     statistics plot per config; returns the paths written."""
     from aims.loader import load_dataset
-    from aims.paths import default_dataset_dir
+    from aims.loader import dataset_root
     from aims.converters.registry import register_prepared_records
     from aims.schema import CONFIG_SCHEMAS
     from aims.visualize import render_panel, render_statistics
 
-    data_dir = Path(data_dir or default_dataset_dir())
+    data_dir = dataset_root(data_dir)      # as aims.load_dataset finds it
     present = sorted(p.parent.name for p in data_dir.glob("*/aims_config.json"))
     if not present:
         raise AimsError(f"{data_dir} holds no prepared config; run `aims prepare` first "

@@ -172,8 +172,10 @@ class AimsDataset(torch.utils.data.Dataset):
       click ``x, y`` in the 1024² warped frame — all int64;
     - ``image_id``: str.
 
-    ``transform`` (a callable item → item, e.g. :class:`ResizeLongestSide` or
-    :func:`warp_to`) runs last. Rows are read through :func:`aims.load_dataset` and decoded
+    ``data_dir`` defaults to the folder :func:`aims.loader.dataset_root` finds for
+    ``config`` (``$AIMS_DATASET``, else the folder the last ``aims prepare`` wrote, else
+    ``$AIMS_HOME/dataset``), fixed when the dataset is made. ``transform`` (a callable
+    item → item, e.g. :class:`ResizeLongestSide` or :func:`warp_to`) runs last. Rows are read through :func:`aims.load_dataset` and decoded
     one item at a time from the PNG bytes (lossless, 16-bit columns exact); only the columns
     the item needs are read. The object pickles without its rows: each DataLoader worker
     opens the dataset itself on first use. Batch with :func:`collate_instances`.
@@ -182,12 +184,11 @@ class AimsDataset(torch.utils.data.Dataset):
     def __init__(self, config: str, split: str, data_dir: str | Path | None = None,
                  modality: str | None = None, transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
                  normalize: bool = True) -> None:
-        from aims.loader import load_dataset
-        from aims.paths import default_dataset_dir
+        from aims.loader import dataset_root, load_dataset
 
         self.config = config
         self.split = split
-        self.data_dir = Path(data_dir).expanduser() if data_dir is not None else default_dataset_dir()
+        self.data_dir = dataset_root(data_dir, config)  # fixed here: workers open the same folder
         self.transform = transform
         self.normalize = normalize
         rows = load_dataset(config, split, data_dir=self.data_dir)  # AimsError if not prepared
@@ -315,15 +316,80 @@ def _inlined(value: Any) -> Any:
     return value
 
 
-class _WorkerBatch(dict):
-    """A batch collated in a DataLoader worker. Why: PyTorch sends every tensor from a
-    worker as its own shared-memory segment plus a file descriptor (0.5–1 ms each, measured
-    on 2 cores), and an AIMS batch has six small per-instance tensors per image — together
-    more than decoding a 640×480 image. Pickled, small tensors travel inline as NumPy bytes
-    and large ones the usual way; it unpickles as a plain ``dict`` of tensors."""
+def _widened(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return tensor.to(dtype)
+
+
+class _Narrowed:
+    """A large integer tensor that crosses from a worker in a narrower dtype holding all
+    its values (see :func:`_narrowest`) and unpickles as ``dtype`` again, same values."""
+
+    __slots__ = ("dtype", "tensor")
+
+    def __init__(self, tensor: torch.Tensor, dtype: torch.dtype) -> None:
+        self.tensor, self.dtype = tensor, dtype
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (dict, ([(k, _inlined(v)) for k, v in self.items()],))
+        return (_widened, (self.tensor, self.dtype))
+
+
+#: dtypes a worker may send an integer batch tensor in, narrowest first
+_NARROW_DTYPES = (torch.uint8, torch.int16, torch.int32)
+
+
+def _narrowest(values: Sequence[torch.Tensor]) -> torch.dtype | None:
+    """The narrowest of :data:`_NARROW_DTYPES` holding every value of these integer
+    tensors, when narrower than theirs; None otherwise (or when one is empty)."""
+    if any(v.numel() == 0 for v in values):
+        return None
+    lo = min(int(v.min()) for v in values)
+    hi = max(int(v.max()) for v in values)
+    for dtype in _NARROW_DTYPES:
+        info = torch.iinfo(dtype)
+        if info.min <= lo and hi <= info.max:
+            return dtype if info.bits < values[0].element_size() * 8 else None
+    return None
+
+
+class _WorkerBatch(dict):
+    """A batch collated in a DataLoader worker, pickled for the trip to the main process.
+
+    Why: PyTorch sends every tensor from a worker as its own shared-memory segment plus a
+    file descriptor (0.5–1 ms each, measured on 2 cores), and an AIMS batch has six small
+    per-instance tensors per image — together more than decoding a 640×480 image; and a
+    fresh shared-memory segment costs a page fault per 4 KiB written (measured ~0.6 ms per
+    MB in a VM, as much as decoding the PNG), which made the int64 instance-id map (8 bytes
+    a pixel, ids that fit one byte) the most expensive part of a depth item. So small
+    tensors travel inline as NumPy bytes, the integer tensors in :attr:`narrowed` travel in
+    their narrowest dtype (:class:`_Narrowed`) and large ones the usual way; it unpickles as
+    a plain ``dict`` of tensors with the dtypes and values it was collated with."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: key -> the dtype the tensor under it unpickles as (it is stored narrower)
+        self.narrowed: dict[str, torch.dtype] = {}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (dict, ([(k, _Narrowed(v, self.narrowed[k]) if k in self.narrowed else _inlined(v))
+                        for k, v in self.items()],))
+
+
+def _stack_narrow(values: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.dtype] | None:
+    """Integer tensors of one shape stacked in a narrower dtype holding all their values
+    (one converting copy each, in the worker's own memory), with their dtype; None when no
+    narrower dtype holds them or they are small enough to travel inline anyway."""
+    first = values[0]
+    if first.is_floating_point() or first.is_complex() or first.dtype == torch.bool:
+        return None
+    if sum(v.numel() * v.element_size() for v in values) <= _INLINE_BYTES:
+        return None
+    dtype = _narrowest(values)
+    if dtype is None:
+        return None
+    out = torch.empty((len(values), *first.shape), dtype=dtype)
+    for i, v in enumerate(values):
+        out[i].copy_(v)
+    return out, first.dtype
 
 
 def _stack(values: list[torch.Tensor]) -> torch.Tensor:
@@ -348,13 +414,18 @@ def collate_instances(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     if not batch:
         return {}
     keys = list(dict.fromkeys(k for item in batch for k in item))
-    out: dict[str, Any] = _WorkerBatch() if torch.utils.data.get_worker_info() is not None else {}
+    in_worker = torch.utils.data.get_worker_info() is not None
+    out: dict[str, Any] = _WorkerBatch() if in_worker else {}
     for key in keys:
         values = [item.get(key) for item in batch]
         if key in INSTANCE_FIELDS:
             out[key] = values
         elif all(isinstance(v, torch.Tensor) for v in values) and len({v.shape for v in values}) == 1:
-            out[key] = _stack(values)
+            narrow = _stack_narrow(values) if isinstance(out, _WorkerBatch) else None
+            if narrow is not None:  # e.g. the id maps: they arrive as int64 again
+                out[key], out.narrowed[key] = narrow
+            else:
+                out[key] = _stack(values)
         else:
             out[key] = values
     return out

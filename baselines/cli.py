@@ -22,20 +22,21 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from aims.baselines.choices import ADAPTER_FAMILIES, DTYPES, FIXED_ADAPTERS, RESIZE_MODES, STRATEGIES, WEIGHTS
+from aims.baselines.choices import (ADAPTER_FAMILIES, DTYPES, FIXED_ADAPTERS, RESIZE_MODES, RGBX_ADAPTER,
+                                     RGBX_STRATEGIES, STRATEGIES, WEIGHTS)
 from aims.baselines.recipes import RECIPES
 from aims.baselines.sam_loading import SIZES
 from aims.errors import AimsError
 from aims.predictions import FORMATS
+from aims.predictions import MAX_CLICKS as MAX_INTERACTIVE_CLICKS   # RITM's 20-click budget
 from aims.protocols import PROTOCOLS
 
 #: devices `aims baseline predict --device` accepts (more GPUs: `accelerate launch`)
 DEVICES = ("cpu", "cuda")
-#: bounds of the loaders' worker processes and of the interactive clicks per instance
+#: bound of the loaders' worker processes
 MAX_WORKERS = 256
-MAX_CLICKS = 100
 #: the paper's tables `reproduce --table` knows
-TABLE_CHOICES = ("1", "2", "3", "ablation")
+TABLE_CHOICES = ("1", "2", "3", "ablation", "6")
 
 
 def _choice(name: str, values: tuple[str, ...]) -> type[enum.Enum]:
@@ -55,7 +56,8 @@ Device = _choice("Device", DEVICES)
 Table = _choice("Table", TABLE_CHOICES)
 
 ADAPTER_HELP = (f"Cross-modal projector: {', '.join(FIXED_ADAPTERS)}, or a family member "
-                f"({', '.join(ADAPTER_FAMILIES)}). Default: the recipe's.")
+                f"({', '.join(ADAPTER_FAMILIES)}). Default: the recipe's. {RGBX_ADAPTER} (no projector) "
+                f"goes with --strategy {'|'.join(RGBX_STRATEGIES)}.")
 MODALITY_HELP = ("Model input (default: the config's own). Any registered modality, including one a "
                  "prepared dataset in --data-dir brings; under --recipe reference, a reference input "
                  "(depth, rgb-thermal, t_500 …).")
@@ -220,8 +222,10 @@ def predict_cmd(
     protocol: Annotated[Protocol, typer.Option(help="aims (native masks) or simcmf (256x256, warp).")] = "aims",
     data_dir: Annotated[Optional[Path], typer.Option(file_okay=False, help="Prepared dataset folder.")] = None,
     weights: Annotated[Weights, typer.Option(help="Which checkpoint of the run.")] = "best",
-    clicks: Annotated[int, typer.Option(min=0, max=MAX_CLICKS,
-        help="Also run interactive evaluation with up to k clicks (0: off); writes <out>-interactive.json.")] = 0,
+    clicks: Annotated[int, typer.Option(min=0, max=MAX_INTERACTIVE_CLICKS,
+        help="Interactive prediction: write the masks after click 1..k of every instance (corrective clicks, "
+             "previous mask fed back; protocol aims) for `aims score` (mIoU@k, NoC@85/90), plus the quick "
+             "summary <out>-interactive.json (0: one click).")] = 0,
     device: Annotated[Optional[Device], typer.Option(help="Device (default: cuda if available).")] = None,
     dtype: Annotated[Optional[Dtype], typer.Option(help="Autocast dtype on GPU (reference runs: fp32).")] = None,
     image_batch: Annotated[int, typer.Option(min=1, help="Images encoded together.")] = 1,
@@ -235,9 +239,10 @@ def predict_cmd(
 
     from aims.atomic import atomic_write_text
     from aims.baselines.data import SampleSource, load_split, modality_normalizer
-    from aims.baselines.interactive import interactive_eval
+    from aims.baselines.interactive import write_interactive_predictions
     from aims.baselines.predict import write_predictions
     from aims.baselines.recipes import recipe as recipe_by_name
+    from aims.baselines.rgbx_systems import input_prior
     from aims.baselines.strategies import count_parameters
     from aims.baselines.train import load_run
     from aims.baselines.train_data import register_dataset, register_records
@@ -252,6 +257,9 @@ def predict_cmd(
     config = values.get("config")
     if config is None:
         raise AimsError("predict needs --config (or a zero-shot --recipe-file that names one).")
+    if clicks > 0 and protocol.value != "aims":
+        raise AimsError("--clicks runs the interactive loop on native-resolution masks with the aims click "
+                        "(protocol aims); drop --protocol simcmf, or drop --clicks.")
     dev = _device(_value(device))
     register_records(data_dir)                      # a user's own configs and modalities, if prepared
     multimask = False
@@ -280,6 +288,9 @@ def predict_cmd(
         multimask = rec.inputs != "reference"
         selection, select_on_test, trainable = "none (zero-shot)", False, 0
         method = "sam-zero-shot" if recipe_name == "aims" else "sam-zero-shot-reference"
+    prior = input_prior(model.spec.strategy) if run is not None else None
+    if prior is not None:     # an RGB-X system (aims.baselines.rgbx_systems), fed RGB and X un-shuffled
+        method = f"{model.spec.strategy}-sam-{recipe_name}"
     run_dtype = _value(dtype) or ("fp32" if rec.precision == "fp32" else "bf16")
     if rec.precision == "fp32" and run_dtype != "fp32":
         raise AimsError("this model follows the reference recipe, which runs in fp32; drop --dtype bf16.")
@@ -296,28 +307,34 @@ def predict_cmd(
         keep = every_nth(list(range(len(rows))), reference.test_every if split == "test" else 1)
         source: Any = ReferenceSampleSource(rows, reference, model.image_size, keep)
     else:
-        norm = modality_normalizer(modality, stats)
-        source = SampleSource(rows, modality, norm, model.image_size, resize)
+        norm = modality_normalizer(modality, stats, prior)
+        source = SampleSource(rows, modality, norm, model.image_size, resize, prior=prior)
     meta = {"method": method, "model": f"SAM {model.spec.size}", "recipe": recipe_name,
             "projector": model.spec.adapter, "adapter": model.spec.adapter, "strategy": model.spec.strategy
             if run is not None else "none", "selection": selection, "selected_on_test": select_on_test,
             "modality": modality, "split": split, "protocol": protocol.value, "resize": resize,
             "multimask": multimask, "run": None if run is None else str(run),
-            "checkpoint": model.spec.checkpoint, "torch": torch.__version__, "trainable_params": trainable}
-    stats_out = write_predictions(model, source, out, config=config, meta=meta, protocol=protocol.value,
-                                  fmt=fmt.value, progress=progress, device=dev, dtype=run_dtype,
-                                  prompt_batch=prompt_batch, image_batch=image_batch, workers=workers,
-                                  multimask=multimask)
+            "checkpoint": model.spec.checkpoint, "torch": torch.__version__, "trainable_params": trainable,
+            **({"input_prior": prior} if prior is not None else {})}
+    if clicks > 0:
+        meta["clicks"] = clicks
+        stats_out, result = write_interactive_predictions(
+            model, source, out, config=config, meta=meta, max_clicks=clicks, fmt=fmt.value, progress=progress,
+            device=dev, dtype=run_dtype, multimask_first=multimask, prompt_batch=min(prompt_batch, 16))
+    else:
+        stats_out = write_predictions(model, source, out, config=config, meta=meta, protocol=protocol.value,
+                                      fmt=fmt.value, progress=progress, device=dev, dtype=run_dtype,
+                                      prompt_batch=prompt_batch, image_batch=image_batch, workers=workers,
+                                      multimask=multimask)
     typer.echo(f"{stats_out.images} images, {stats_out.instances} instances in {stats_out.seconds:.1f} s "
                f"({stats_out.images_per_s:.1f} img/s) → {out}")
     if clicks > 0:
-        result = interactive_eval(model, source, max_clicks=clicks, device=dev, dtype=run_dtype,
-                                  multimask_first=multimask)
         summary = result.summary()
         # beside the predictions folder, not in it (it holds only what `aims score` reads)
         target = Path(out).parent / f"{Path(out).name}-interactive.json"
         atomic_write_text(target, json.dumps(summary, indent=2) + "\n")
-        typer.echo(f"interactive evaluation → {target}")
+        typer.echo(f"{clicks} masks per instance written; `aims score {out}` reports mIoU@1..{clicks} and "
+                   f"NoC@85/90. Quick summary → {target}")
         typer.echo(json.dumps(summary, indent=2))
 
 
@@ -358,7 +375,8 @@ def describe_cmd(
     if channels is None:
         if values.get("config") is None:
             raise AimsError("describe needs --config (its modality gives the channel count) or --channels.")
-        model_input = resolve_input(values["config"], values.get("modality"), rec)
+        model_input = resolve_input(values["config"], values.get("modality"), rec,
+                                    values.get("strategy") or rec.strategy)   # an RGB-X system: its RGB-X input
         channels = model_input.channels
         info_extra = {"config": values["config"], "modality": model_input.name}
     elif values.get("config") is not None:
@@ -371,37 +389,109 @@ def describe_cmd(
 
 @app.command("reproduce")
 def reproduce_cmd(
-    table: Annotated[Table, typer.Option(help="The paper's table: 1, 2, 3 or ablation.")],
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="List every run and its estimated GPU hours.")] = False,
+    table: Annotated[Table, typer.Option(help="The paper's table: 1, 2, 3, ablation or 6 (RGB-X systems).")],
+    dry_run: Annotated[bool, typer.Option("--dry-run",
+        help="List every command the run would execute, with estimated GPU hours; run nothing.")] = False,
     modality: Annotated[Optional[str], typer.Option(help="Only this modality's cells.")] = None,
+    strategy: Annotated[Optional[str], typer.Option(
+        help="Only this strategy's cells (lora, full, … or zero-shot).")] = None,
+    out: Annotated[Path, typer.Option(file_okay=False,
+        help="Output root: one folder per cell (runs, predictions, scores) and results/ "
+             "(the leaderboard rows).")] = Path("runs/paper"),
+    checkpoint: Annotated[str, typer.Option(
+        help="SAM weights for every non-scratch run: vit-b (default), a Hugging Face id, a file or folder, "
+             "or none (random init; tests).")] = "vit-b",
     data_dir: Annotated[Optional[Path], typer.Option(file_okay=False,
-        help="Prepared dataset folder (its image counts replace the nominal ones).")] = None,
-    size: Annotated[Size, typer.Option(help="SAM size of the estimate.")] = "vit-b",
+        help="Prepared dataset folder (its image counts also replace the estimate's nominal ones).")] = None,
+    size: Annotated[Optional[Size], typer.Option(
+        help="SAM size of the runs (default: the recipe files', vit-b) and of the estimate; tiny for tests.")] = None,
+    recipe: Annotated[Optional[RecipeName], typer.Option(
+        help="Override the recipe files' `recipe: reference` (aims allows --processes-per-run).")] = None,
+    lrs: Annotated[Optional[str], typer.Option(
+        help="Comma-separated subset of the learning-rate sweep (default: all seven, 3e-6 … 3e-3).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Epochs per run (default: the recipe's).")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(min=1, help="Stop each run after this many steps (smoke runs).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Images per step (per process).")] = None,
+    gpus: Annotated[int, typer.Option(min=0, max=1024,
+        help="Run independent runs side by side, one subprocess per GPU (CUDA_VISIBLE_DEVICES); "
+             "0: one after another in this process.")] = 0,
+    processes_per_run: Annotated[int, typer.Option(min=1, max=1024,
+        help="Launch each training run with `accelerate launch --num_processes K` (aims recipe only; "
+             "K GPUs per run, or K CPU processes without --gpus).")] = 1,
     seconds_per_forward: Annotated[float, typer.Option(min=1e-6, max=3600.0,
         help="Seconds of one ViT-B forward at 1024² fp32 on your GPU (the estimate's unit).")] = 0.04,
     select_on_test: Annotated[bool, typer.Option("--select-on-test",
-        help="Plan the reference's test-split selection (labelled so).")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+        help="The reference's test-split selection (labelled so).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan (or the run's summary) as JSON.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
-    """The paper's runs for one table: every cell × the learning-rate sweep, with cost."""
-    from aims.baselines.paper_grid import format_plan, plan
+    """The paper's runs for one table: every cell × its learning-rate sweep, then the
+    selected run's test predictions, scores and leaderboard rows (resumable)."""
+    from aims.baselines.paper_grid import RunOptions, format_plan, plan
+    from aims.baselines.reproduce import Launch
 
-    if not dry_run:
-        raise AimsError("reproduce runs only as --dry-run for now: it lists every run with its "
-                        "command; run the commands (one per cell) to reproduce the table.")
-    runs = plan(table.value, modality=modality, data_dir=data_dir, size=size.value,
-                seconds_per_forward=seconds_per_forward, select_on_test=select_on_test)
+    options = RunOptions(out_root=str(out), checkpoint=checkpoint,
+                         data_dir=None if data_dir is None else str(data_dir), size=_value(size),
+                         recipe=_value(recipe), lrs=_sweep_subset(lrs), epochs=epochs, max_steps=max_steps,
+                         batch_size=batch_size, select_on_test=select_on_test,
+                         quiet=not progress or gpus > 0 or processes_per_run > 1)
+    launch = Launch(gpus=gpus, processes_per_run=processes_per_run, progress=progress)
+    runs = plan(table.value, modality=modality, strategy=strategy, data_dir=data_dir, size=_value(size) or "vit-b",
+                seconds_per_forward=seconds_per_forward, select_on_test=select_on_test, options=options)
+    if dry_run:
+        if as_json:
+            typer.echo(json.dumps({"table": table.value, "seconds_per_vit_b_forward": seconds_per_forward,
+                                   "gpu_hours": sum(r.gpu_hours for r in runs), "launch": launch.describe(),
+                                   "runs": [{"table": r.cell.table, "row": r.cell.row, "modality": r.cell.modality,
+                                             "config": r.cell.config, "strategy": r.cell.strategy,
+                                             "adapter": r.cell.adapter, "lr": r.lr, "kind": r.kind,
+                                             "zero_shot": r.cell.zero_shot, "paper_miou": r.cell.paper_miou,
+                                             "also": list(r.cell.shared_with),
+                                             "recipe_file": f"recipes/{r.cell.name}.yaml", "out": r.out,
+                                             "command": r.command, "argv": ["aims", *r.argv],
+                                             "gpu_hours": r.gpu_hours, "images": r.images, "note": r.note}
+                                            for r in runs]}, indent=2))
+        else:
+            typer.echo(format_plan(runs, seconds_per_forward))
+            typer.echo(f"launch: {launch.describe()}")
+        return
+    from aims.baselines.reproduce import reproduce
+
+    summary = reproduce(runs, options, launch, echo=typer.echo)
     if as_json:
-        typer.echo(json.dumps({"table": table.value, "seconds_per_vit_b_forward": seconds_per_forward,
-                               "gpu_hours": sum(r.gpu_hours for r in runs),
-                               "runs": [{"table": r.cell.table, "row": r.cell.row, "modality": r.cell.modality,
-                                         "config": r.cell.config, "strategy": r.cell.strategy,
-                                         "adapter": r.cell.adapter, "lr": r.lr, "zero_shot": r.cell.zero_shot,
-                                         "paper_miou": r.cell.paper_miou, "recipe_file": f"recipes/{r.cell.name}.yaml",
-                                         "command": r.command, "gpu_hours": r.gpu_hours, "images": r.images}
-                                        for r in runs]}, indent=2))
+        typer.echo(json.dumps(summary, indent=2))
     else:
-        typer.echo(format_plan(runs, seconds_per_forward))
+        for cell in summary["cells"]:
+            paper = "—" if cell["paper_miou"] is None else f"{cell['paper_miou']:.2f}"
+            ours = "—" if cell["miou"] is None else f"{cell['miou']:.2f}"
+            typer.echo(f"{cell['cell']}: ours {ours}, paper {paper}")
+        typer.echo(f"leaderboard rows in {summary['results']}; build the page with "
+                   f"`aims leaderboard build --results {summary['results']}`")
+
+
+def _sweep_subset(text: str | None) -> tuple[float, ...] | None:
+    """``--lrs 1e-4,3e-4``: learning rates of the paper's sweep (others are not the paper's grid)."""
+    if text is None:
+        return None
+    from aims.baselines.recipes import LR_SWEEP
+
+    parts = text.split(",")
+    if len(parts) > len(LR_SWEEP) or len(text) > 200:
+        raise AimsError(f"--lrs {text[:80]!r}…: at most {len(LR_SWEEP)} learning rates, the paper's sweep "
+                        f"({', '.join(f'{lr:g}' for lr in LR_SWEEP)}); give a comma-separated subset.")
+    chosen = []
+    for part in parts:
+        try:
+            value = float(part)
+        except ValueError:
+            value = None
+        match = next((lr for lr in LR_SWEEP if value is not None and abs(lr - value) <= 1e-9 * lr), None)
+        if match is None:
+            raise AimsError(f"--lrs {text[:80]!r}: {part.strip()[:40]!r} is not a learning rate of the paper's "
+                            f"sweep ({', '.join(f'{lr:g}' for lr in LR_SWEEP)}); give a comma-separated subset.")
+        if match not in chosen:
+            chosen.append(match)
+    return tuple(lr for lr in LR_SWEEP if lr in chosen)
 
 
 __all__ = ["DEVICES", "app"]

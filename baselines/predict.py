@@ -147,15 +147,16 @@ def evaluate(model: SimCMF, source: SampleSource, **kwargs: Any) -> float:
 def write_predictions(model: SimCMF, source: SampleSource, out_dir: str | Path, *, config: str,
                       meta: dict[str, Any], protocol: str = "aims", fmt: str = "rle",
                       progress: bool = True, **kwargs: Any) -> PredictStats:
-    """Predict every instance of ``source`` and write them with the scoring issue's
-    :class:`aims.predictions.PredictionWriter` (then ``aims score`` reads them)."""
+    """Predict every instance of ``source`` and write them with
+    :class:`aims.predictions.PredictionWriter` (then ``aims score`` reads them), recording
+    the protocol's click as the predictions' click rule."""
     from tqdm.auto import tqdm
 
     from aims.predictions import PredictionWriter
 
     stats = PredictStats()
     bar = tqdm(total=len(source), unit="img", disable=not progress, desc=f"predict {config}")
-    with PredictionWriter(out_dir, fmt=fmt, meta=meta) as writer:
+    with PredictionWriter(out_dir, fmt=fmt, meta=meta, click_rule=protocol) as writer:
         for record, masks in predict(model, source, protocol=protocol, stats=stats, **kwargs):
             for inst, mask in zip(record.instance_ids, masks):
                 writer.add(config, record.image_id, int(inst), mask)

@@ -57,7 +57,14 @@ RECORD = SourceRecord(
         "one id are not split)"),
     converter="aims.converters.ivrg_nir",
     files=(
-        SourceFile(name=NIRSCENE_ZIP, url=NIRSCENE_URL, known_hash=None),
+        SourceFile(
+            name=NIRSCENE_ZIP, url=NIRSCENE_URL, known_hash=None,
+            optional=(
+                "about 952 MB, never downloaded by aims: its lossless TIFFs replace the repack's "
+                "JPEG frames, but only when every repack frame is proven by content to be a "
+                "nirscene1 frame; without it the repack's JPEGs are used (what SimCMF trained and "
+                "scored on)"),
+        ),
         SourceFile(
             name=REPACK_FOLDER,
             url=None,

@@ -171,8 +171,11 @@ def fetch_declared(record: SourceRecord, name: str, *, source: Path | None = Non
     except AimsError:
         raise
     except Exception as exc:  # network errors from the downloader
+        from aims.fetch import readable_network_error
+
         raise AimsError(
-            f"could not download {name} from {spec.url} ({exc}). Download it by hand and put it "
+            f"could not download {name} from {spec.url} ({readable_network_error(exc)}). Download it by "
+            "hand and put it "
             f"at {cache / name}, or into the folder you pass with --source, then run the command "
             "again.",
             path=cache / name,

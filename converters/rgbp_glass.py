@@ -343,7 +343,8 @@ def _refs(split_dir: SplitDir, samples: list[tuple[str, dict[str, Path]]], plan:
     refs = []
     for image_id, files in samples:
         if image_id in BROKEN_IDS:
-            log.warning("RGBP-Glass: skipping %s, one of the two ids the authors mark as broken", image_id)
+            # info, not warning: prepare's summary reports every skipped sample once, after its table
+            log.info("RGBP-Glass: skipping %s, one of the two ids the authors mark as broken", image_id)
             skipped.append(Skipped(image_id, str(files["rgb"]),
                                    "known broken sample (skipped by the RGBP-Glass authors)"))
             continue

@@ -180,3 +180,26 @@ def test_clicks_simcmf_empty_and_bad_input():
     assert clicks_simcmf(np.zeros((4, 4), np.uint16), []).shape == (0, 2)
     with pytest.raises(AimsError):
         clicks_simcmf(np.zeros((4, 4), np.float32), [1])
+
+
+# --------------------------------------------------------------------------- next click
+
+
+def test_next_click_hand_made_cases():
+    from aims.clicks import Click, next_click
+
+    gt = np.zeros((9, 9), bool)
+    gt[1:8, 1:8] = True
+    pred = np.zeros_like(gt)
+    assert next_click(pred, gt) == Click(4, 4, True)          # nothing found: centre of the object
+    pred = gt.copy()
+    pred[0, :] = True                                         # a one-pixel FP row on the border
+    pred[3:6, 3:6] = False                                    # a 3x3 hole inside: FN of depth 2
+    assert next_click(pred, gt) == Click(4, 4, True)
+    pred = gt.copy()
+    pred[:, :] = True                                         # FP ring of width 1, no FN
+    c = next_click(pred, gt)
+    assert c is not None and not c.positive and pred[c.y, c.x] and not gt[c.y, c.x]
+    assert next_click(gt, gt) is None
+    with pytest.raises(AimsError, match="same shape"):
+        next_click(gt, gt[:3])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -38,8 +39,42 @@ def test_demo_builds_everything(tmp_path):
         assert (panels / f"statistics-{config}.png").is_file(), config
     pictures = list(panels.rglob("*.png"))
     assert len(pictures) == sum(map(len, drawn.values())) + len(drawn)
-    assert f"  {len(pictures)} pictures" in out
+    assert f"  {len(pictures)} pictures in {panels}" in out
     assert len(datasets.load_dataset(str(tmp_path / "dataset"), "polarization-zju", split="test")) == 2
+    _check_demo_text(out + result.stderr, tmp_path)
+
+
+def _check_demo_text(text: str, root) -> None:
+    """What the demo says: one unit, every step reports, the skip notice once, the collapse
+    explained exactly when it happened, and next commands that work as printed."""
+    lines = text.splitlines()
+    # mIoU in percent everywhere: the per-epoch series and the score table
+    series = [ln for ln in lines if "validation mIoU % by epoch:" in ln]
+    assert len(series) == 6
+    for ln in series:
+        values = [float(v) for v in ln.split("by epoch:")[1].split(";")[0].split("(")[0].split()]
+        assert values and all(0.0 <= v <= 100.0 for v in values)
+    assert not re.search(r"mIoU 0\.\d{4}", text)          # no fractions left
+    leaderboard = next(ln for ln in lines if ln.startswith("5. leaderboard:"))
+    assert "paper reference rows" in leaderboard and "1 scored row(s) (simcmf-tiny-demo" in leaderboard
+    # the RGBP-Glass skip is reported once, after the prepare table, not also as a log line
+    assert text.count("known broken sample") == 2 and "the authors mark as broken" not in text
+    table_end = max(i for i, ln in enumerate(lines) if ln.startswith("  ") and " test: " in ln)
+    assert all(i > table_end for i, ln in enumerate(lines) if "known broken sample" in ln)
+    # the collapse note appears exactly when some config's last-epoch masks are all empty
+    counts = [tuple(map(int, m.groups())) for m in re.finditer(r"last epoch: (\d+) of (\d+) test masks empty", text)]
+    assert len(counts) == 6
+    collapsed = any(e == n and n for e, n in counts)
+    assert ("Why these numbers are near zero" in text) == collapsed
+    # the next commands run as printed
+    start = lines.index("Next, with this demo's folder:")
+    commands = [ln.strip() for ln in lines[start + 1:] if ln.startswith("  ")]
+    assert len(commands) == 3
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    for command in commands:
+        done = subprocess.run(command, shell=True, capture_output=True, text=True, env=env, cwd=root)
+        assert done.returncode == 0, (command, done.stderr[-2000:])
+    assert (root / "more-panels" / "depth").is_dir()
 
 
 def test_show_and_publish_cli(nyuv2_prepared, tmp_path):

@@ -275,3 +275,60 @@ def test_http_path_uses_pooch(remote: Path, tmp_path: Path, monkeypatch: pytest.
     f = SourceFile("data.bin", "https://example.org/data.bin", f"sha256:{sha256(PAYLOAD)}")
     path = fetch(f, cache_dir=tmp_path / "c", progress=False)
     assert path.read_bytes() == PAYLOAD and seen[0][0] == f.url and seen[0][2] is False
+
+
+# --------------------------------------------------------------------------- readable network errors
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:  # bound then closed: nothing listens there afterwards
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _assert_one_readable_sentence(message: str) -> None:
+    for raw in ("urllib3", "HTTPConnectionPool", "Max retries", " object at 0x", "Caused by"):
+        assert raw not in message, message
+
+
+def test_a_refused_connection_reads_as_one_sentence(tmp_path: Path):
+    """The real pooch/requests download path against a local port nobody listens on."""
+    pytest.importorskip("pooch")
+    file = SourceFile("data.bin", f"http://127.0.0.1:{_closed_port()}/data.bin", None)
+    with pytest.raises(AimsError) as err:
+        fetch(file, cache_dir=tmp_path / "cache", progress=False)
+    message = str(err.value)
+    _assert_one_readable_sentence(message)
+    assert "the server refused the connection" in message
+    assert str(tmp_path / "cache" / "data.bin") in message  # where to put it by hand
+    assert not list((tmp_path / "cache").iterdir())  # no partial file left
+
+
+def test_an_http_error_status_reads_as_the_status(tmp_path: Path):
+    import http.server
+    import threading
+
+    pytest.importorskip("pooch")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        file = SourceFile("absent.bin", f"http://127.0.0.1:{server.server_port}/no/such/file.bin", None)
+        with pytest.raises(AimsError) as err:
+            fetch(file, cache_dir=tmp_path / "cache", progress=False)
+    finally:
+        server.shutdown()
+        server.server_close()
+    _assert_one_readable_sentence(str(err.value))
+    assert "the server answered HTTP 404" in str(err.value)
+
+
+def test_unknown_error_text_is_cut_and_loses_object_addresses():
+    from aims.fetch import readable_network_error
+
+    err = OSError("weird failure <urllib3.connection.HTTPSConnection object at 0x7f00deadbeef>: " + "x" * 500
+                  + "\nsecond line")
+    text = readable_network_error(err)
+    assert "0x7f00deadbeef" not in text and "second line" not in text
+    assert text.startswith("weird failure") and len(text) <= 160

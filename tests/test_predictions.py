@@ -144,7 +144,9 @@ def test_writer_refuses_bad_masks_and_duplicates(tmp_path):
         with pytest.raises(ValueError, match="NaN"):
             w.add("depth", "a", 3, nan)
         with pytest.raises(ValueError, match="2-D"):
-            w.add("depth", "a", 4, np.zeros((1, 4, 4), bool))
+            w.add("depth", "a", 4, np.zeros((1, 1, 4, 4), bool))
+        with pytest.raises(ValueError, match="earlier instances had 1"):  # K masks: the same K for all
+            w.add("depth", "a", 4, np.zeros((3, 4, 4), bool))
         with pytest.raises(ValueError, match="differs"):
             w.add("depth", "a", 5, np.zeros((5, 4), bool))
         with pytest.raises(ValueError, match="file name"):

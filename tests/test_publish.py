@@ -55,3 +55,32 @@ def test_stale_card_and_bad_repo_id_are_refused(nyuv2_prepared, tmp_path):
         plan_upload(nyuv2_prepared, "aims")
     with pytest.raises(AimsError, match="no prepared dataset"):
         plan_upload(tmp_path / "empty", "org/aims")
+
+
+def test_publish_prints_the_exact_load_line_for_its_repo_id(nyuv2_prepared, tmp_path):
+    """`aims publish --dry-run` (offline) names the Hub id from its own --repo-id."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "AIMS_HOME": str(tmp_path / "home")}
+    result = subprocess.run([sys.executable, "-m", "aims", "publish", "--repo-id", "my-lab/aims-x", "--data-dir",
+                             str(nyuv2_prepared), "--dry-run"], capture_output=True, text=True, env=env,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    for config in ("depth", "hha"):
+        assert f'load_dataset("my-lab/aims-x", "{config}")' in result.stdout
+    assert "from datasets import load_dataset" in result.stdout
+    plan = plan_upload(nyuv2_prepared, "org/name")
+    assert plan.load_lines(uploaded=True)[-1] == '  load_dataset("org/name", "hha")'
+
+
+def test_publish_without_data_dir_takes_the_remembered_dataset(nyuv2_prepared, tmp_path, monkeypatch):
+    from aims.dataset_pointer import remember_dataset
+    from aims.loader import dataset_root
+
+    monkeypatch.setenv("AIMS_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("AIMS_DATASET", raising=False)
+    remember_dataset(nyuv2_prepared)
+    assert dataset_root() == nyuv2_prepared.resolve()
+    assert plan_upload(dataset_root(), "org/aims").configs == ("depth", "hha")

@@ -159,8 +159,10 @@ def test_dataloader_with_two_workers_and_ragged_instances(nyuv2_prepared):
         for got, it in zip(batch[name], items):
             assert torch.equal(got, it[name])
     assert [len(t) for t in batch["point"]] == counts
+    assert batch["instances"].dtype == torch.int64  # crossed as uint8, arrives as it was collated
     for k, it in enumerate(items):
         assert torch.equal(batch["image"][k], it["image"])
+        assert torch.equal(batch["instances"][k], it["instances"])
 
 
 def test_dataset_pickles_without_its_rows_and_reopens_in_spawned_workers(nyuv2_prepared):
@@ -405,3 +407,111 @@ def test_transforms_refuse_nonsense():
         masks_to_native(torch.zeros(4, 4, dtype=torch.bool), (2000, 10), (10, 10))
     with pytest.raises(ValueError, match="square"):
         masks_to_native(torch.zeros(4, 5, dtype=torch.bool), (4, 4), (10, 10))
+
+
+# --------------------------------------------------------------------------- decoders: fast and exact
+
+def _bits(a: np.ndarray) -> np.ndarray:
+    assert a.dtype == np.float32
+    return a.view(np.uint32)
+
+
+def test_single_pass_decoders_are_bit_identical_to_the_plain_formulas():
+    """The one-pass decoders (no float copy before the division) give exactly the bits of
+    ``astype(float32)`` followed by the documented float32 operation."""
+    from aims.decoders import (
+        TEMPERATURE_OFFSET_C,
+        TEMPERATURE_STEP_C,
+        codes8_unit,
+        grey_unit,
+        millimetres_to_metres,
+        rgb_unit,
+        temperature_code_to_celsius,
+    )
+
+    rng = np.random.default_rng(7)
+    for channels in (3, 4):  # RGBA cells keep their first three channels
+        codes = rng.integers(0, 256, (23, 31, channels), dtype=np.uint8)
+        wide = rng.integers(0, 65536, (23, 31, channels), dtype=np.uint16)
+        plain8 = codes[:, :, :3].transpose(2, 0, 1).astype(np.float32) / np.float32(255)
+        plain16 = wide[:, :, :3].transpose(2, 0, 1).astype(np.float32) / np.float32(65535)
+        np.testing.assert_array_equal(_bits(codes8_unit(codes)), _bits(plain8))
+        np.testing.assert_array_equal(_bits(rgb_unit(codes)), _bits(plain8))
+        np.testing.assert_array_equal(_bits(rgb_unit(wide)), _bits(plain16))
+        assert codes8_unit(codes).flags.c_contiguous
+    mm = rng.integers(0, 65536, (23, 31), dtype=np.uint16)
+    metres = (mm.astype(np.float32) / np.float32(1000))[None]
+    np.testing.assert_array_equal(_bits(millimetres_to_metres(mm)), _bits(metres))
+    for grey in (mm, mm.astype(np.int32)):  # Pillow's mode I arrives as int32
+        unit = (grey.astype(np.float32) / np.float32(65535))[None]
+        np.testing.assert_array_equal(_bits(grey_unit(grey)), _bits(unit))
+        expected = (grey.astype(np.float32) * np.float32(TEMPERATURE_STEP_C) + np.float32(TEMPERATURE_OFFSET_C))[None]
+        np.testing.assert_array_equal(_bits(temperature_code_to_celsius(grey)), _bits(expected))
+    byte = rng.integers(0, 256, (23, 31), dtype=np.uint8)
+    np.testing.assert_array_equal(_bits(grey_unit(byte)), _bits((byte.astype(np.float32) / np.float32(255))[None]))
+
+
+def _stokes_written_out(parts: list[np.ndarray]) -> np.ndarray:
+    i0, i45, i90, i135 = parts
+    s0, s1, s2 = i0 + i90, i0 - i90, i45 - i135
+    aolp = np.float32(0.5) * np.arctan2(s2, s1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dolp = np.clip(np.where(s0 > 0, np.sqrt(s1 * s1 + s2 * s2) / s0, np.float32(0)), 0, 1)
+    return np.concatenate([s0 * np.float32(0.5), aolp, dolp], axis=0).astype(np.float32)
+
+
+@pytest.mark.parametrize("levels", [3, 256])  # few levels: many S1 = S2 = 0 and S0 = 0 pixels
+def test_in_place_stokes_is_bit_identical_to_the_formula(levels):
+    from aims.decoders import codes8_unit, stokes_full
+
+    rng = np.random.default_rng(levels)
+    parts = [codes8_unit(rng.integers(0, levels, (40, 56, 3), dtype=np.uint8)) for _ in range(4)]
+    got = stokes_full(parts)
+    assert got.shape == (9, 40, 56) and got.flags.c_contiguous
+    np.testing.assert_array_equal(_bits(got), _bits(_stokes_written_out(parts)))
+
+
+def test_in_place_stokes_leaves_its_inputs_alone_and_matches_on_odd_floats():
+    from aims.decoders import stokes_full
+
+    rng = np.random.default_rng(3)
+    parts = [rng.normal(size=(3, 17, 19)).astype(np.float32) for _ in range(4)]
+    parts[0][0, 0, :5] = [np.nan, np.inf, -np.inf, 0.0, -0.0]
+    copies = [p.copy() for p in parts]
+    got = stokes_full(parts)
+    assert all(np.array_equal(p, c, equal_nan=True) for p, c in zip(parts, copies))
+    np.testing.assert_array_equal(_bits(got), _bits(_stokes_written_out(parts)))
+
+
+class _IdMaps(torch.utils.data.Dataset):
+    """Items holding one integer map each, with values in a chosen range (module level:
+    DataLoader workers pickle it)."""
+
+    def __init__(self, low: int, high: int, dtype: torch.dtype) -> None:
+        self.low, self.high, self.dtype = low, high, dtype
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i: int) -> dict:
+        g = torch.Generator().manual_seed(i)
+        values = torch.randint(self.low, self.high, (64, 96), generator=g, dtype=torch.int64)
+        values[0, 0], values[-1, -1] = self.low, self.high - 1  # both ends of the range
+        return {"instances": values.to(self.dtype), "image_id": str(i)}
+
+
+@pytest.mark.parametrize("low, high, dtype", [
+    (0, 9, torch.int64),               # instance ids: cross as uint8
+    (-300, 300, torch.int64),          # negative: int16
+    (0, 70_000, torch.int64),          # beyond 16 bits: int32
+    (-2**40, 2**40, torch.int64),      # needs all 64 bits: sent as is
+    (0, 200, torch.int32),
+])
+def test_integer_maps_cross_from_workers_exactly(low, high, dtype):
+    data = _IdMaps(low, high, dtype)
+    loader = torch.utils.data.DataLoader(data, batch_size=2, num_workers=1, collate_fn=collate_instances)
+    batches = list(loader)
+    for b, batch in enumerate(batches):
+        assert batch["instances"].dtype == dtype
+        for k in range(2):
+            assert torch.equal(batch["instances"][k], data[2 * b + k]["instances"])
