@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import errno
+import os
 import sys
 import tempfile
 import textwrap
@@ -105,6 +106,11 @@ def prepare(
     from aims.prepare import run_prepare
     from aims.source_checklist import source_checklist
 
+    for given in source or []:   # a mistyped path says so, rather than "file missing" in the checklist
+        if not os.path.lexists(Path(given).expanduser()):
+            raise AimsError(f"--source {given} does not exist; pass the folder or archive you downloaded "
+                            "(`aims prepare --check` lists every file, where to get it and where to put it).",
+                            path=Path(given))
     own = custom_source_folder(source)
     if own is not None:
         if modality:

@@ -199,6 +199,7 @@ def run_demo(root: Path, *, echo: Echo = print, progress: bool = True) -> dict[s
 
 def next_commands(root: Path, scored: bool) -> list[str]:
     """Ready-to-paste commands on the demo's own outputs (``tests/test_demo.py`` runs them)."""
+    import json
     import shlex
 
     data = shlex.quote(str(root / "dataset"))
@@ -207,6 +208,6 @@ def next_commands(root: Path, scored: bool) -> list[str]:
         lines.append(f"aims score {shlex.quote(str(root / 'predictions'))} --data-dir {data} --json")
     lines.append(f"aims show --data-dir {data} --config depth --limit 1 --out {shlex.quote(str(root / 'more-panels'))}"
                  + (f" --predictions {shlex.quote(str(root / 'predictions'))}" if scored else ""))
-    lines.append("python -c " + shlex.quote(
-        f"import aims; print(aims.load_dataset('depth', data_dir={str(root / 'dataset')!r}))"))
+    folder = json.dumps(str(root / "dataset"))            # a double-quoted Python string literal
+    lines.append("python -c " + shlex.quote(f'import aims; print(aims.load_dataset("depth", data_dir={folder}))'))
     return lines

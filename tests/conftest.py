@@ -62,3 +62,17 @@ def nyuv2_prepared(nyuv2_miniature, tmp_path_factory) -> Path:
     prepare_source(CONVERTER, ["depth", "hha"], dataset_dir=out, source=nyuv2_miniature,
                    workers=2, progress=False)
     return out
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models on a shared 2-core machine: torch's thread hand-offs cost more than they
+    give, and one thread also makes CPU runs bit-reproducible. Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+

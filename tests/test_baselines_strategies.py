@@ -25,13 +25,8 @@ PROJECTION = "sam.vision_encoder.patch_embed.projection.weight"
 PROJECTOR_STRATEGIES = [s for s in STRATEGIES if s not in RGBX_STRATEGIES]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: thread hand-offs cost more than they give (and CI has 2 cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+#: tiny models: one torch thread (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _inputs(c: int):

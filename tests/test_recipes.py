@@ -24,12 +24,8 @@ TINY_REFERENCE = ["--recipe", "reference", "--strategy", "scratch", "--checkpoin
                   "--no-progress", "--batch-size", "2"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)      # tiny models; also makes CPU runs bit-reproducible
-    yield
-    torch.set_num_threads(threads)
+#: tiny models: one torch thread (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _train(*args: str) -> str:

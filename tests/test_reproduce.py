@@ -22,12 +22,8 @@ from aims.errors import AimsError  # noqa: E402
 TINY = ["--size", "tiny", "--checkpoint", "none", "--max-steps", "1", "--batch-size", "2", "--no-progress"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+#: tiny models: one torch thread (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _reproduce(*args: str) -> str:

@@ -26,13 +26,8 @@ VIT_B_FRM = 15_342_338                     # one Feature Rectify Module at width
 VIT_B_FFM = 10_046_976                     # one Feature Fusion Module at width 768, 12 heads
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """A tiny model: thread hand-offs on a shared CPU cost more than they give."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+#: tiny models: one torch thread (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_cmx(x_channels: int = 1, seed: int = 0) -> SamModel:

@@ -23,12 +23,8 @@ SYSTEMS = ["vipt", "cmx", "gopt", "iv-tuning"]
 PRIOR = "rgb-x-unshuffled"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)      # tiny models: thread hand-offs cost more than they give
-    yield
-    torch.set_num_threads(threads)
+#: tiny models: one torch thread (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -162,13 +158,15 @@ def test_train_predict_and_score_through_the_cli(strategy, nyuv2_prepared, tiny_
 
     from safetensors.torch import load_file
 
+    from aims.baselines.model import checkpoint_names
     from aims.baselines.train import load_run
 
     model, _ = load_run(run)                                            # the run reads back
     assert model.system is not None and model.spec.adapter == "rgbx-split"
     saved = load_file(str(run / "best.safetensors"))
-    assert set(saved) == {n for n, p in model.named_parameters() if p.requires_grad}
-    assert metrics["trainable_parameters"] == sum(v.numel() for v in saved.values())
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert set(saved) == checkpoint_names(model) and trained <= set(saved)   # + BatchNorm statistics (cmx)
+    assert metrics["trainable_parameters"] == sum(saved[n].numel() for n in trained)
 
     preds = tmp_path / "preds"
     result = CliRunner().invoke(app, ["predict", "--config", "depth", "--run", str(run), "--out", str(preds),

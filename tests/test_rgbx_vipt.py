@@ -19,12 +19,8 @@ from aims.baselines.strategies import count_parameters  # noqa: E402
 PAPER_TOTAL_M = 94.5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+#: tiny models: one torch thread (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _tiny_sam():
