@@ -96,7 +96,8 @@ class ViptEncoder(nn.Module):
         from transformers.models.sam.modeling_sam import SamVisionEncoderOutput
 
         if pixel_values.shape[1] != 3 + self.x_channels:
-            raise ValueError(f"ViPT encoder built for 3 + {self.x_channels} channels, got {pixel_values.shape[1]}")
+            raise ValueError(f"ViPT expects (B, {3 + self.x_channels}, S, S) pixel values (RGB then "
+                             f"{self.x_channels} X channels), got {tuple(pixel_values.shape)}")
         enc = self.encoder
         tokens = enc.patch_embed(pixel_values[:, :3])                              # (B, H, W, D)
         aux = self.patch_embed_prompt(pixel_values[:, 3:]).permute(0, 2, 3, 1)
